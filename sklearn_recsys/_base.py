@@ -1,0 +1,444 @@
+"""Base class shared by the recommenders: input handling, unknown ids,
+``predict``, ``recommend``, fold-in of new users and ``score``."""
+
+import numbers
+import warnings
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+from sklearn.base import BaseEstimator
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ._input import (
+    IdIndex,
+    check_k,
+    interactions_to_csr,
+    is_table,
+    matrix_to_interactions,
+    table_to_interactions,
+)
+from ._training import resolve_device
+
+# Upper bound on the floats of one block of scores, so that scoring all items
+# for many users never materialises the full user x item matrix.
+_SCORE_BLOCK = 2**24
+
+
+def _check_users_1d(users):
+    users = np.asarray(users)
+    if users.ndim == 0:
+        users = users.reshape(1)
+    if users.ndim != 1:
+        raise ValueError(
+            "users must be a 1-D array-like of user ids, or a 2-D user x item "
+            f"matrix / interaction table of histories; got shape {users.shape}."
+        )
+    if len(users) == 0:
+        raise ValueError("users is empty: pass at least one user.")
+    return users
+
+
+class BaseRecommender(BaseEstimator):
+    """Shared plumbing for the recommenders of this package.
+
+    Subclasses implement ``_fit(data, device, seed)`` that trains on an
+    :class:`~sklearn_recsys._input.Interactions` record and sets the fitted
+    module; and ``_module()`` returning the fitted scoring module (see
+    :mod:`sklearn_recsys.nn`).
+    """
+
+    _parameter_constraints = {
+        "handle_unknown": [StrOptions({"error", "fallback"})],
+        "user_col": [str, numbers.Integral],
+        "item_col": [str, numbers.Integral],
+        "device": [str],
+        "random_state": ["random_state"],
+    }
+
+    # -- fitting -----------------------------------------------------------
+
+    def _validate_fit_input(self, X, y):
+        """Map ids, record the id spaces and the seen-item matrix."""
+        if is_table(X):
+            data, self._user_index, self._item_index = table_to_interactions(
+                X,
+                y,
+                user_col=self.user_col,
+                item_col=self.item_col,
+                time_col=getattr(self, "time_col", None),
+            )
+            self._convention = "table"
+            for attr in ("n_features_in_", "feature_names_in_"):
+                if hasattr(self, attr):
+                    delattr(self, attr)
+        else:
+            if y is not None:
+                warnings.warn(
+                    "y is ignored for a user x item matrix: its stored values "
+                    "are the targets.",
+                    UserWarning,
+                )
+            Xm = self._check_matrix(X, reset=True)
+            data = matrix_to_interactions(Xm)
+            self._user_index = IdIndex(np.arange(Xm.shape[0]))
+            self._item_index = IdIndex(np.arange(Xm.shape[1]))
+            self._convention = "matrix"
+        self._seen = interactions_to_csr(
+            data.users, data.items, None, (len(self._user_index), len(self._item_index))
+        )
+        self._seen.data[:] = 1.0
+        return data
+
+    def _check_matrix(self, X, *, reset):
+        if isinstance(X, (list, tuple)):
+            X = np.asarray(X)
+        if getattr(X, "ndim", 2) == 1:
+            raise ValueError(
+                "Expected a 2-D user x item matrix (or a pandas DataFrame "
+                "interaction table), got a 1-D array. Reshape your data with "
+                "array.reshape(1, -1) for a single user, or pass an interaction "
+                "table."
+            )
+        X = validate_data(
+            self,
+            X,
+            reset=reset,
+            accept_sparse=["csr", "csc", "coo"],
+            dtype=[np.float32, np.float64],
+            ensure_all_finite=True,
+        )
+        X = sp.csr_array(X, dtype=np.float32)
+        X.sum_duplicates()
+        X.sort_indices()
+        return X
+
+    def _seed_and_device(self):
+        rng = check_random_state(self.random_state)
+        return int(rng.randint(np.iinfo(np.int32).max)), resolve_device(self.device)
+
+    # -- id handling -------------------------------------------------------
+
+    def _unknown(self, kind, raw_ids, mask):
+        if not mask.any():
+            return
+        if self.handle_unknown == "error":
+            unknown = pd.unique(np.asarray(raw_ids)[mask])
+            shown = ", ".join(repr(u) for u in unknown[:10])
+            more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
+            raise ValueError(
+                f"Found {len(unknown)} {kind} id(s) not seen during fit: {shown}"
+                f"{more}. Set handle_unknown='fallback' to score them with the "
+                "fitted biases/popularity instead."
+            )
+
+    def _map_users(self, raw):
+        idx = self._user_index.transform(raw)
+        unknown = idx < 0
+        self._unknown("user", raw, unknown)
+        idx[unknown] = len(self._user_index)  # the zero padding row
+        return idx
+
+    def _map_items(self, raw):
+        idx = self._item_index.transform(raw)
+        unknown = idx < 0
+        self._unknown("item", raw, unknown)
+        idx[unknown] = len(self._item_index)
+        return idx
+
+    @property
+    def user_ids_(self):
+        """ndarray of shape (n_users,): raw user ids in index order."""
+        check_is_fitted(self, "net_")
+        return self._user_index.ids
+
+    @property
+    def item_ids_(self):
+        """ndarray of shape (n_items,): raw item ids in index order."""
+        check_is_fitted(self, "net_")
+        return self._item_index.ids
+
+    # -- scoring helpers ---------------------------------------------------
+
+    def _device(self):
+        return next(self._module().parameters()).device
+
+    def _postprocess_scores(self, scores):
+        """Map raw model outputs to ``predict`` values (e.g. sigmoid)."""
+        return scores
+
+    def _user_block(self, n_candidates):
+        cost = getattr(self._module(), "score_cost", 1)
+        return max(1, _SCORE_BLOCK // max(1, n_candidates * cost))
+
+    @torch.no_grad()
+    def _score_pairs(self, user_repr, items, rows=None):
+        """Scores of (row of user_repr, item) pairs, in blocks."""
+        module = self._module()
+        module.eval()
+        device = self._device()
+        out = np.empty(len(items), dtype=np.float32)
+        items_t = torch.as_tensor(items, device=device)
+        rows_t = None if rows is None else torch.as_tensor(rows, device=device)
+        block = max(1, _SCORE_BLOCK // getattr(module, "score_cost", 1) // 8)
+        for s in range(0, len(items), block):
+            sl = slice(s, s + block)
+            u = user_repr[sl] if rows_t is None else user_repr[rows_t[sl]]
+            out[sl] = module.score_pairs(u, items_t[sl]).float().cpu().numpy()
+        return out
+
+    @torch.no_grad()
+    def _known_user_repr(self, users_idx):
+        module = self._module()
+        module.eval()
+        return module.user_representation(
+            torch.as_tensor(users_idx, device=self._device())
+        )
+
+    # -- fold-in -----------------------------------------------------------
+
+    def _histories(self, X):
+        """A CSR (n_new_users, n_items) of histories, and raw row labels.
+
+        ``X`` is a user x item matrix with the fitted items as columns, or an
+        interaction table whose users are returned in order of first
+        appearance (unknown items are dropped under ``"fallback"``).
+        """
+        if is_table(X):
+            data, _, _ = table_to_interactions(
+                X,
+                None,
+                user_col=self.user_col,
+                item_col=self.item_col,
+                user_index=IdIndex(np.array([], dtype=object)),
+                item_index=self._item_index,
+            )
+            self._unknown("item", X[self.item_col].to_numpy(), data.items < 0)
+            rows, labels = pd.factorize(X[self.user_col].to_numpy(), sort=False)
+            keep = data.items >= 0
+            values = self._history_values(X)
+            values = None if values is None else values[keep]
+            H = interactions_to_csr(
+                rows[keep], data.items[keep], values, (len(labels), len(self._item_index))
+            )
+            return H, np.asarray(labels)
+        H = self._check_matrix(X, reset=False)
+        return H, np.arange(H.shape[0])
+
+    def _history_values(self, X):
+        return None
+
+    def transform(self, X):
+        """User factors of users given by their histories (fold-in).
+
+        The item side of the model stays frozen; each row's user
+        representation is estimated from its stored entries alone, so rows are
+        processed independently.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_users, n_items) or DataFrame
+            User x item matrix of histories (columns = the fitted items), or
+            an interaction table whose users are folded in in order of first
+            appearance.
+
+        Returns
+        -------
+        factors : ndarray of shape (n_users, n_factors)
+            The folded-in user factors (without biases).
+        """
+        check_is_fitted(self, "net_")
+        H, _ = self._histories(X)
+        reprs = self._fold_in(H)
+        return self._factors_of(reprs).cpu().numpy()
+
+    def _factors_of(self, reprs):
+        return reprs[:, :-1]
+
+    def _fold_in(self, H):
+        raise NotImplementedError
+
+    # -- public API ----------------------------------------------------------
+
+    def predict(self, X):
+        """Predict scores for interactions.
+
+        Parameters
+        ----------
+        X : DataFrame or {array-like, sparse matrix} of shape (n_users, n_items)
+            An interaction table (one score per row), or a user x item matrix
+            whose rows are histories: each row is folded in and its stored
+            entries are scored.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_rows,) or sparse matrix of shape (n_users, n_items)
+            For a table, one score per row. For a sparse matrix, a sparse
+            matrix with the same pattern holding the predicted scores; for a
+            dense matrix, a dense array with scores at its non-zero entries and
+            zeros elsewhere.
+        """
+        check_is_fitted(self, "net_")
+        if is_table(X):
+            if self._convention != "table":
+                raise TypeError(
+                    "This estimator was fitted on a user x item matrix; predict "
+                    "needs a matrix with the same items as columns, not a "
+                    "DataFrame."
+                )
+            data, _, _ = table_to_interactions(
+                X,
+                None,
+                user_col=self.user_col,
+                item_col=self.item_col,
+                user_index=self._user_index,
+                item_index=self._item_index,
+            )
+            users = self._map_users(X[self.user_col].to_numpy())
+            items = self._map_items(X[self.item_col].to_numpy())
+            uniq, inv = np.unique(users, return_inverse=True)
+            reprs = self._known_user_repr(uniq)
+            return self._postprocess_scores(self._score_pairs(reprs, items, rows=inv))
+        was_sparse = sp.issparse(X)
+        is_sparray = isinstance(X, sp.sparray)
+        H = self._check_matrix(X, reset=False)
+        reprs = self._fold_in(H)
+        coo = H.tocoo()
+        values = self._postprocess_scores(
+            self._score_pairs(reprs, coo.col.astype(np.int64), rows=coo.row)
+        )
+        out = sp.csr_array((values, (coo.row, coo.col)), shape=H.shape)
+        if not was_sparse:
+            return out.toarray()
+        return out if is_sparray else sp.csr_matrix(out)
+
+    def _user_reprs_for(self, users):
+        """User representations and seen-item CSR for ``recommend``."""
+        if is_table(users) or sp.issparse(users) or getattr(users, "ndim", 1) == 2:
+            H, _ = self._histories(users)
+            return self._fold_in(H), H
+        users = _check_users_1d(users)
+        idx = self._map_users(users)
+        reprs = self._known_user_repr(idx)
+        seen = sp.vstack(
+            [self._seen, sp.csr_array((1, self._seen.shape[1]), dtype=np.float32)],
+            format="csr",
+        )[idx]
+        return reprs, seen
+
+    @torch.no_grad()
+    def recommend(self, users, k=10, *, exclude_seen=True, items=None):
+        """Top-``k`` items for each user, best first.
+
+        Parameters
+        ----------
+        users : array-like of shape (n_users,), DataFrame or matrix
+            Raw ids of users seen at fit; or histories of new users to fold in
+            without refitting: a user x item matrix (rows = users, columns =
+            the fitted items) or an interaction table (users in order of first
+            appearance).
+        k : int, default=10
+            Number of items per user. Clipped to the number of candidate
+            items.
+        exclude_seen : bool, default=True
+            Leave out items the user interacted with at fit (or in the given
+            history).
+        items : array-like of shape (n_candidates,), default=None
+            Raw ids of the candidate items (an allow-list); all fitted items
+            when None.
+
+        Returns
+        -------
+        item_ids : ndarray of shape (n_users, k)
+            Raw item ids, best first.
+        scores : ndarray of shape (n_users, k)
+            Their scores. A user with fewer than ``k`` eligible items gets its
+            remaining slots filled with excluded items scored ``-inf``.
+        """
+        check_is_fitted(self, "net_")
+        k = check_k(k)
+        reprs, seen = self._user_reprs_for(users)
+        n_items = len(self._item_index)
+        device = self._device()
+        if items is None:
+            cand = None
+            n_cand = n_items
+        else:
+            raw = np.asarray(items).ravel()
+            cand_np = self._item_index.transform(raw)
+            if (cand_np < 0).any():
+                bad = raw[cand_np < 0][:10].tolist()
+                raise ValueError(f"items contains ids not seen during fit: {bad}.")
+            cand_np = np.unique(cand_np)
+            cand = torch.as_tensor(cand_np, device=device)
+            n_cand = len(cand_np)
+            position = np.full(n_items, -1, dtype=np.int64)
+            position[cand_np] = np.arange(n_cand)
+        k = min(k, n_cand)
+        module = self._module()
+        module.eval()
+        n_users = reprs.shape[0]
+        out_idx = np.empty((n_users, k), dtype=np.int64)
+        out_scores = np.empty((n_users, k), dtype=np.float32)
+        block = self._user_block(n_cand)
+        for s in range(0, n_users, block):
+            e = min(s + block, n_users)
+            scores = module.score_all(reprs[s:e], cand).float()
+            if exclude_seen:
+                part = seen[s:e].tocoo()
+                cols = part.col if cand is None else position[part.col]
+                ok = cols >= 0
+                if ok.any():
+                    scores[
+                        torch.as_tensor(part.row[ok], device=device),
+                        torch.as_tensor(cols[ok], device=device),
+                    ] = -torch.inf
+            top_scores, top = torch.topk(scores, k, dim=1)
+            top = top if cand is None else cand[top]
+            out_idx[s:e] = top.cpu().numpy()
+            out_scores[s:e] = top_scores.cpu().numpy()
+        return self._item_index.inverse_transform(out_idx), out_scores
+
+    @torch.no_grad()
+    def similar_items(self, items, k=10):
+        """Most similar items by cosine similarity of the item embeddings.
+
+        Parameters
+        ----------
+        items : array-like of shape (n_queries,)
+            Raw ids of items seen at fit.
+        k : int, default=10
+            Number of neighbours per item (the item itself excluded).
+
+        Returns
+        -------
+        item_ids : ndarray of shape (n_queries, k)
+        similarities : ndarray of shape (n_queries, k)
+        """
+        check_is_fitted(self, "net_")
+        k = check_k(k)
+        raw = _check_users_1d(items)
+        idx = self._item_index.transform(raw)
+        if (idx < 0).any():
+            raise ValueError(
+                f"items contains ids not seen during fit: {raw[idx < 0][:10].tolist()}."
+            )
+        emb = torch.nn.functional.normalize(self._module().item_embeddings().float(), dim=1)
+        k = min(k, emb.shape[0] - 1)
+        if k < 1:
+            raise ValueError("similar_items needs at least two fitted items.")
+        q = torch.as_tensor(idx, device=emb.device)
+        sims = emb[q] @ emb.T
+        sims[torch.arange(len(idx), device=emb.device), q] = -torch.inf
+        top_s, top = torch.topk(sims, k, dim=1)
+        return self._item_index.inverse_transform(top.cpu().numpy()), top_s.cpu().numpy()
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        tags.target_tags.required = False
+        tags.non_deterministic = False
+        return tags

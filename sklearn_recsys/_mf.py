@@ -1,0 +1,525 @@
+"""Matrix factorization (biased MF and NeuMF) as a scikit-learn estimator."""
+
+import numbers
+
+import numpy as np
+import torch
+from sklearn.base import _fit_context
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+
+from ._base import BaseRecommender
+from ._training import NegativeSampler, TensorDataset, build_net
+from .nn import BiasedMF, NeuMF
+
+
+class NeuralRecommenderMixin:
+    """Training knobs shared by the neural recommenders (sklearn MLP names)."""
+
+    _training_constraints = {
+        "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
+        "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
+        "learning_rate_init": [Interval(numbers.Real, 0, None, closed="neither")],
+        "alpha": [Interval(numbers.Real, 0, None, closed="left")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [Interval(numbers.Integral, 1, None, closed="left")],
+        "tol": [Interval(numbers.Real, 0, None, closed="left")],
+        "warm_start": ["boolean"],
+        "callbacks": [list, None],
+        "verbose": ["verbose"],
+    }
+
+    def _module(self):
+        return self.net_.module_
+
+    def _train(self, module, dataset, *, loss, seed, device, negative_sampler=None):
+        """Fit ``module`` on ``dataset`` through skorch (or continue fitting)."""
+        devices = [torch.device(device).index or 0] if device.startswith("cuda") else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            if self.warm_start and hasattr(self, "net_"):
+                net = self.net_
+                net.set_params(max_epochs=self.max_iter)
+                net.partial_fit(dataset, None)
+            else:
+                net = build_net(
+                    module,
+                    loss=loss,
+                    alpha=self.alpha,
+                    max_iter=self.max_iter,
+                    batch_size=self.batch_size,
+                    learning_rate_init=self.learning_rate_init,
+                    device=device,
+                    seed=seed,
+                    negative_sampler=negative_sampler,
+                    early_stopping=self.early_stopping,
+                    validation_fraction=self.validation_fraction,
+                    n_iter_no_change=self.n_iter_no_change,
+                    tol=self.tol,
+                    callbacks=self.callbacks,
+                    verbose=self.verbose,
+                )
+                net.fit(dataset, None)
+        self.net_ = net
+        history = net.history
+        self.loss_curve_ = [float(v) for v in history[:, "train_loss"]]
+        self.validation_loss_curve_ = (
+            [float(v) for v in history[:, "valid_loss"]] if self.early_stopping else None
+        )
+        self.n_iter_ = len(history)
+        return net
+
+
+class MatrixFactorization(NeuralRecommenderMixin, BaseRecommender):
+    """Matrix factorization recommender trained with PyTorch through skorch.
+
+    Biased MF scores a (user, item) pair as
+    ``mu + b_u + b_i + p_u . q_i``; ``architecture="neumf"`` uses the NeuMF
+    network instead (GMF and MLP towers fused, He et al. 2017). Trained with
+    Adam on mini-batches sliced from tensors that live on ``device``, with
+    negatives sampled there for implicit feedback.
+
+    Input follows the package's two conventions:
+
+    * an **interaction table** (pandas DataFrame, one row per interaction,
+      columns ``user_col`` and ``item_col``, ids of any hashable type) with
+      optional ``y`` (ratings for ``loss="mse"``; click labels in [0, 1] for
+      ``"bce"``; non-negative weights for ``"bpr"``). ``predict`` returns one
+      score per row;
+    * a **user x item matrix** (scipy sparse or dense 2-D array): rows are
+      users, columns items, stored (non-zero, for dense) entries are the
+      interactions and their values the targets; ``y`` is ignored. ``predict``
+      folds each row in and returns scores with the same sparsity pattern.
+
+    Parameters
+    ----------
+    n_components : int, default=32
+        Dimension of the user and item factors.
+    loss : {"mse", "bce", "bpr"}, default="mse"
+        ``"mse"`` for explicit ratings; ``"bce"`` (pointwise, with
+        ``n_negatives`` sampled negatives per positive labelled 0) and
+        ``"bpr"`` (pairwise ranking against sampled negatives) for implicit
+        feedback.
+    architecture : {"dot", "neumf"}, default="dot"
+        ``"dot"``: biased MF. ``"neumf"``: NeuMF (GMF + MLP fusion).
+    hidden_layer_sizes : tuple of int, default=(64, 32)
+        NeuMF's MLP tower; ignored for ``"dot"``.
+    n_negatives : int, default=4
+        Negatives sampled per positive for ``"bce"``/``"bpr"``, uniformly among
+        items the user did not interact with.
+    alpha : float, default=1e-4
+        L2 penalty on the factors and biases a batch touches (mean squared
+        norm per interaction).
+    max_iter : int, default=20
+        Number of epochs.
+    batch_size : int, default=1024
+        Interactions per mini-batch.
+    learning_rate_init : float, default=5e-3
+        Adam's learning rate.
+    init_std : float, default=0.1
+        Standard deviation of the factors' normal initialisation.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of each user's interactions and stop
+        when the validation loss has not improved by ``tol`` for
+        ``n_iter_no_change`` epochs; the best epoch's weights are kept.
+    validation_fraction : float, default=0.1
+        Fraction of each user's interactions used for validation.
+    n_iter_no_change : int, default=5
+        Patience of early stopping, in epochs.
+    tol : float, default=1e-4
+        Minimum improvement of the validation loss.
+    warm_start : bool, default=False
+        Continue training the fitted network on the next ``fit`` (same users
+        and items required) instead of starting afresh.
+    handle_unknown : {"fallback", "error"}, default="fallback"
+        Ids not seen at fit: ``"fallback"`` scores them with zero factors, i.e.
+        the global mean plus the known side's bias (item popularity for an
+        unknown user); ``"error"`` raises a ValueError naming them.
+    user_col : str, default="user"
+        User id column of an interaction table.
+    item_col : str, default="item"
+        Item id column of an interaction table.
+    device : str, default="cpu"
+        Torch device to train and score on: ``"cpu"``, ``"cuda"``,
+        ``"cuda:1"``, ... or ``"auto"`` (CUDA when available).
+    callbacks : list of skorch callbacks, default=None
+        Passed to the skorch ``NeuralNet`` (``(name, callback)`` tuples
+        allowed).
+    verbose : int, default=0
+        0: silent. 1 or more: skorch's per-epoch log and progress bar.
+    random_state : int, RandomState instance or None, default=None
+        Seeds initialisation, shuffling and negative sampling. Two fits with
+        the same integer seed give the same model on CPU.
+
+    Attributes
+    ----------
+    net_ : skorch.NeuralNet
+        The fitted network; ``net_.module_`` is the :mod:`torch` module.
+    user_ids_ : ndarray of shape (n_users,)
+        Raw user ids in index order (row indices for a matrix).
+    item_ids_ : ndarray of shape (n_items,)
+        Raw item ids in index order (column indices for a matrix).
+    user_embeddings_ : ndarray of shape (n_users, n_components)
+        User factors (GMF user embeddings for NeuMF).
+    item_embeddings_ : ndarray of shape (n_items, n_components)
+        Item factors (GMF item embeddings for NeuMF).
+    user_bias_ : ndarray of shape (n_users,)
+    item_bias_ : ndarray of shape (n_items,)
+    global_bias_ : float
+    loss_curve_ : list of float
+        Training loss per epoch.
+    validation_loss_curve_ : list of float or None
+        Validation loss per epoch when ``early_stopping=True``.
+    n_iter_ : int
+        Number of epochs run (over all fits when ``warm_start=True``).
+    n_features_in_ : int
+        Number of items (columns), when fitted on a matrix.
+
+    See Also
+    --------
+    sklearn_recsys.metrics.make_ranking_scorer : Ranking scorer for model
+        selection.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from sklearn_recsys import MatrixFactorization
+    >>> X = pd.DataFrame({"user": ["ann", "ann", "bob", "bob", "cy"],
+    ...                   "item": ["a", "b", "a", "c", "b"]})
+    >>> y = [5.0, 3.0, 4.0, 1.0, 2.0]
+    >>> mf = MatrixFactorization(n_components=4, max_iter=5, random_state=0)
+    >>> mf.fit(X, y).predict(X).shape
+    (5,)
+    >>> item_ids, scores = mf.recommend(["ann"], k=1)
+    >>> item_ids
+    array([['c']], dtype=object)
+    """
+
+    _parameter_constraints = {
+        **BaseRecommender._parameter_constraints,
+        **NeuralRecommenderMixin._training_constraints,
+        "n_components": [Interval(numbers.Integral, 1, None, closed="left")],
+        "loss": [StrOptions({"mse", "bce", "bpr"})],
+        "architecture": [StrOptions({"dot", "neumf"})],
+        "hidden_layer_sizes": [tuple, list],
+        "n_negatives": [Interval(numbers.Integral, 1, None, closed="left")],
+        "init_std": [Interval(numbers.Real, 0, None, closed="neither")],
+    }
+
+    def __init__(
+        self,
+        *,
+        n_components=32,
+        loss="mse",
+        architecture="dot",
+        hidden_layer_sizes=(64, 32),
+        n_negatives=4,
+        alpha=1e-4,
+        max_iter=20,
+        batch_size=1024,
+        learning_rate_init=5e-3,
+        init_std=0.1,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=5,
+        tol=1e-4,
+        warm_start=False,
+        handle_unknown="fallback",
+        user_col="user",
+        item_col="item",
+        device="cpu",
+        callbacks=None,
+        verbose=0,
+        random_state=None,
+    ):
+        self.n_components = n_components
+        self.loss = loss
+        self.architecture = architecture
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.n_negatives = n_negatives
+        self.alpha = alpha
+        self.max_iter = max_iter
+        self.batch_size = batch_size
+        self.learning_rate_init = learning_rate_init
+        self.init_std = init_std
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.warm_start = warm_start
+        self.handle_unknown = handle_unknown
+        self.user_col = user_col
+        self.item_col = item_col
+        self.device = device
+        self.callbacks = callbacks
+        self.verbose = verbose
+        self.random_state = random_state
+
+    def _check_params(self):
+        sizes = self.hidden_layer_sizes
+        if len(sizes) == 0 or any(
+            isinstance(h, bool) or not isinstance(h, numbers.Integral) or h < 1
+            for h in sizes
+        ):
+            raise ValueError(
+                "hidden_layer_sizes must be a non-empty sequence of positive "
+                f"integers, got {sizes!r}."
+            )
+
+    def _check_targets(self, values):
+        if values is None:
+            if self.loss == "mse":
+                raise ValueError(
+                    "loss='mse' needs explicit targets: pass the ratings as y "
+                    "(or use a user x item matrix whose values are the ratings), "
+                    "or choose loss='bce'/'bpr' for implicit feedback."
+                )
+            return None
+        if self.loss == "bce" and (values.min() < 0 or values.max() > 1):
+            raise ValueError(
+                "loss='bce' needs click labels in [0, 1], got targets in "
+                f"[{values.min():g}, {values.max():g}]. Binarize ratings first "
+                "(e.g. sklearn.preprocessing.Binarizer) or use loss='mse'."
+            )
+        if self.loss == "bpr" and values.min() < 0:
+            raise ValueError(
+                "loss='bpr' needs non-negative interaction weights, got a "
+                f"minimum of {values.min():g}."
+            )
+        return values
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Fit the factorization.
+
+        Parameters
+        ----------
+        X : DataFrame or {array-like, sparse matrix} of shape (n_users, n_items)
+            Interaction table (one row per interaction) or user x item matrix
+            (stored entries = interactions, values = targets).
+        y : array-like of shape (n_interactions,), default=None
+            Targets of an interaction table (ratings, click labels or
+            weights, according to ``loss``). Ignored for a matrix.
+
+        Returns
+        -------
+        self : MatrixFactorization
+            The fitted estimator.
+        """
+        self._check_params()
+        previous = (
+            (self._user_index.ids, self._item_index.ids)
+            if self.warm_start and hasattr(self, "net_")
+            else None
+        )
+        data = self._validate_fit_input(X, y)
+        values = self._check_targets(data.values)
+        if previous is not None and not (
+            np.array_equal(previous[0], self._user_index.ids)
+            and np.array_equal(previous[1], self._item_index.ids)
+        ):
+            raise ValueError(
+                "warm_start=True continues the previous fit and needs the same "
+                "users and items; set warm_start=False to fit new data afresh."
+            )
+        seed, device = self._seed_and_device()
+        n_users, n_items = len(self._user_index), len(self._item_index)
+        users = torch.as_tensor(data.users, device=device)
+        items = torch.as_tensor(data.items, device=device)
+        y_t = None if values is None else torch.as_tensor(values, device=device)
+        dataset = TensorDataset({"users": users, "items": items}, y_t)
+        sampler = None
+        if self.loss != "mse":
+            keys = torch.unique(users * n_items + items)  # sorted
+            sampler = NegativeSampler(keys, n_items, self.n_negatives)
+        mean = float(values.mean()) if self.loss == "mse" else 0.0
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            if self.architecture == "dot":
+                module = BiasedMF(
+                    n_users, n_items, self.n_components, global_bias=mean,
+                    init_std=self.init_std,
+                )
+            else:
+                module = NeuMF(
+                    n_users, n_items, self.n_components,
+                    hidden_layer_sizes=tuple(self.hidden_layer_sizes),
+                    global_bias=mean, init_std=self.init_std,
+                )
+        self._train(
+            module, dataset, loss=self.loss, seed=seed, device=device,
+            negative_sampler=sampler,
+        )
+        self._zero_untrained_rows(data)
+        return self
+
+    @torch.no_grad()
+    def _zero_untrained_rows(self, data):
+        """Users/items without training data get the fallback (zero) rows."""
+        module = self._module()
+        n_users, n_items = len(self._user_index), len(self._item_index)
+        cold_users = np.setdiff1d(np.arange(n_users), data.users)
+        cold_items = np.setdiff1d(np.arange(n_items), data.items)
+        for name, emb in module.named_children():
+            if name.startswith("user_") and len(cold_users):
+                emb.weight[torch.as_tensor(cold_users, device=emb.weight.device)] = 0
+            elif name.startswith("item_") and len(cold_items):
+                emb.weight[torch.as_tensor(cold_items, device=emb.weight.device)] = 0
+
+    def _postprocess_scores(self, scores):
+        if self.loss == "bce":
+            return 1.0 / (1.0 + np.exp(-scores))
+        return scores
+
+    def _factors_of(self, reprs):
+        if self.architecture == "neumf":
+            return reprs[:, : self.n_components]
+        return reprs[:, :-1]
+
+    # -- fold-in -------------------------------------------------------------
+
+    def _fold_in(self, H):
+        """User representations for the rows of a history matrix ``H``."""
+        module = self._module()
+        module.eval()
+        if hasattr(module, "item_linear_terms"):
+            return self._fold_in_closed_form(module, H)
+        return self._fold_in_gradient(module, H)
+
+    def _fold_in_targets(self, H):
+        values = H.data.astype(np.float32)
+        if self.loss == "mse":
+            return np.ones_like(values), values
+        if self.loss == "bce":
+            return np.ones_like(values), values
+        return values, np.ones_like(values)  # bpr: values are weights
+
+    @torch.no_grad()
+    def _fold_in_closed_form(self, module, H):
+        """Ridge regression of each row's targets on the frozen item factors.
+
+        Minimises ``sum_obs w_i (x . q_i + c_i - t_i)^2
+        + w0 sum_all (x . q_i + c_i)^2 + alpha n_u |x|^2`` per user, the
+        objective training optimises for that user: ``w0 = 0`` for ratings,
+        ``n_negatives * n_u / n_items`` (the expected sampled-negative weight)
+        for implicit losses.
+        """
+        device = self._device()
+        q_aug, offset = module.item_linear_terms()
+        q_aug, offset = q_aug.double(), offset.double()
+        n, dim = H.shape[0], q_aug.shape[1]
+        n_items = q_aug.shape[0]
+        weights, targets = self._fold_in_targets(H)
+        counts = torch.as_tensor(np.diff(H.indptr), device=device, dtype=torch.float64)
+        rows = torch.as_tensor(np.repeat(np.arange(n), np.diff(H.indptr)), device=device)
+        cols = torch.as_tensor(H.indices.astype(np.int64), device=device)
+        w = torch.as_tensor(weights, device=device, dtype=torch.float64)
+        t = torch.as_tensor(targets, device=device, dtype=torch.float64)
+        A = torch.zeros(n, dim, dim, dtype=torch.float64, device=device)
+        b = torch.zeros(n, dim, dtype=torch.float64, device=device)
+        chunk = max(1, _OUTER_BLOCK // (dim * dim))
+        for s in range(0, len(cols), chunk):
+            sl = slice(s, s + chunk)
+            q = q_aug[cols[sl]]
+            wq = w[sl, None] * q
+            A.index_add_(0, rows[sl], wq[:, :, None] * q[:, None, :])
+            b.index_add_(0, rows[sl], wq * (t[sl] - offset[cols[sl]])[:, None])
+        if self.loss != "mse":
+            w0 = self.n_negatives * counts / n_items
+            gram = q_aug.T @ q_aug
+            lin = q_aug.T @ offset
+            A += w0[:, None, None] * gram
+            b -= w0[:, None] * lin
+        ridge = self.alpha * counts + 1e-6
+        A += ridge[:, None, None] * torch.eye(dim, dtype=torch.float64, device=device)
+        x = torch.linalg.solve(A, b)
+        return x.float()
+
+    @torch.enable_grad()
+    def _fold_in_gradient(self, module, H, n_steps=100, lr=0.05):
+        """Fold-in by full-batch Adam on the user representation (NeuMF).
+
+        Each row's loss depends on its own parameters only, so rows are
+        independent. Ratings: squared error on the observed entries;
+        implicit: weighted logistic loss, observed entries positive and every
+        item negative with weight ``n_negatives * n_u / n_items``.
+        """
+        device = self._device()
+        n = H.shape[0]
+        dim = module.user_representation(
+            torch.zeros(1, dtype=torch.long, device=device)
+        ).shape[1]
+        weights, targets = self._fold_in_targets(H)
+        counts = torch.as_tensor(np.diff(H.indptr), device=device, dtype=torch.float32)
+        rows = torch.as_tensor(np.repeat(np.arange(n), np.diff(H.indptr)), device=device)
+        cols = torch.as_tensor(H.indices.astype(np.int64), device=device)
+        w = torch.as_tensor(weights, device=device)
+        t = torch.as_tensor(targets, device=device)
+        n_items = len(self._item_index)
+        params = [p.requires_grad for p in module.parameters()]
+        for p in module.parameters():
+            p.requires_grad_(False)
+        generator = torch.Generator(device=device).manual_seed(0)
+        x = (0.01 * torch.randn(n, dim, generator=generator, device=device)).requires_grad_()
+        optimizer = torch.optim.Adam([x], lr=lr)
+        block = self._user_block(n_items)
+        try:
+            for _ in range(n_steps):
+                optimizer.zero_grad()
+                for s in range(0, n, block):
+                    e = min(n, s + block)
+                    xs = x[s:e]
+                    scores = module.score_all(xs)
+                    sel = (rows >= s) & (rows < e)
+                    obs = scores[rows[sel] - s, cols[sel]]
+                    if self.loss == "mse":
+                        loss = (w[sel] * (obs - t[sel]) ** 2).sum()
+                    else:
+                        w0 = self.n_negatives * counts[s:e] / n_items
+                        loss = (w[sel] * torch.nn.functional.softplus(-obs)).sum()
+                        loss = loss + (
+                            w0[:, None] * torch.nn.functional.softplus(scores)
+                        ).sum()
+                    loss = loss + self.alpha * (counts[s:e, None] * xs * xs).sum()
+                    loss.backward()
+                optimizer.step()
+        finally:
+            for p, flag in zip(module.parameters(), params):
+                p.requires_grad_(flag)
+        return x.detach()
+
+    # -- fitted parameters as numpy --------------------------------------------
+
+    def _param_numpy(self, tensor):
+        return tensor.detach().float().cpu().numpy().copy()
+
+    @property
+    def user_embeddings_(self):
+        check_is_fitted(self, "net_")
+        return self._param_numpy(self._module().user_embeddings())
+
+    @property
+    def item_embeddings_(self):
+        check_is_fitted(self, "net_")
+        return self._param_numpy(self._module().item_embeddings())
+
+    @property
+    def user_bias_(self):
+        check_is_fitted(self, "net_")
+        m = self._module()
+        return self._param_numpy(m.user_bias.weight[: m.n_users, 0])
+
+    @property
+    def item_bias_(self):
+        check_is_fitted(self, "net_")
+        m = self._module()
+        return self._param_numpy(m.item_bias.weight[: m.n_items, 0])
+
+    @property
+    def global_bias_(self):
+        check_is_fitted(self, "net_")
+        return float(self._module().global_bias.detach().cpu())
+
+
+_OUTER_BLOCK = 2**22

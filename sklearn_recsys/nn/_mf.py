@@ -1,0 +1,225 @@
+"""Factorization networks: biased matrix factorization and NeuMF.
+
+Both follow the scoring protocol used by the estimators:
+
+* ``user_representation(users) -> (B, R)``: everything the model knows about
+  a user, as one tensor (factors and bias). Fold-in for new users estimates
+  such rows directly.
+* ``score_pairs(user_repr, items) -> (B,)`` and
+  ``score_all(user_repr, items=None) -> (B, n_candidates)``.
+* ``forward(users, items, neg_items=None) -> (pos, neg, penalty)`` for
+  training: scores of the positive pairs, of the sampled negatives
+  ``(B, n_negatives)`` (or ``None``), and the mean squared norm of the
+  parameters the batch touched (the L2 penalty).
+
+The last row of every embedding table (index ``n_users``/``n_items``) is a
+zero padding row used for ids unseen at fit.
+"""
+
+import torch
+from torch import nn
+
+
+def _embedding(n, dim, init_std):
+    emb = nn.Embedding(n + 1, dim, padding_idx=n)
+    nn.init.normal_(emb.weight, std=init_std)
+    with torch.no_grad():
+        emb.weight[n].zero_()
+    return emb
+
+
+def _zero_embedding(n, dim=1):
+    emb = nn.Embedding(n + 1, dim, padding_idx=n)
+    nn.init.zeros_(emb.weight)
+    return emb
+
+
+class BiasedMF(nn.Module):
+    """Biased matrix factorization ``mu + b_u + b_i + p_u . q_i``.
+
+    Parameters
+    ----------
+    n_users : int
+        Number of users (an extra zero row is added for unknown users).
+    n_items : int
+        Number of items (an extra zero row is added for unknown items).
+    n_components : int, default=32
+        Dimension of the latent factors.
+    global_bias : float, default=0.0
+        Initial value of the learned global offset ``mu``.
+    init_std : float, default=0.1
+        Standard deviation of the normal initialisation of the factors.
+    """
+
+    def __init__(self, n_users, n_items, n_components=32, global_bias=0.0, init_std=0.1):
+        super().__init__()
+        self.n_users = n_users
+        self.n_items = n_items
+        self.user_factors = _embedding(n_users, n_components, init_std)
+        self.item_factors = _embedding(n_items, n_components, init_std)
+        self.user_bias = _zero_embedding(n_users)
+        self.item_bias = _zero_embedding(n_items)
+        self.global_bias = nn.Parameter(torch.tensor(float(global_bias)))
+
+    def user_representation(self, users):
+        return torch.cat([self.user_factors(users), self.user_bias(users)], dim=1)
+
+    def _item_side(self, items=None):
+        if items is None:
+            q = self.item_factors.weight[: self.n_items]
+            b = self.item_bias.weight[: self.n_items, 0]
+        else:
+            q = self.item_factors(items)
+            b = self.item_bias(items)[..., 0]
+        return q, b
+
+    def item_linear_terms(self, items=None):
+        """``(Q_aug, offset)`` with ``score = user_repr @ Q_aug.T + offset``."""
+        q, b = self._item_side(items)
+        ones = torch.ones(q.shape[:-1] + (1,), dtype=q.dtype, device=q.device)
+        return torch.cat([q, ones], dim=-1), b + self.global_bias
+
+    def score_pairs(self, user_repr, items):
+        q_aug, offset = self.item_linear_terms(items)
+        return (user_repr * q_aug).sum(-1) + offset
+
+    def score_all(self, user_repr, items=None):
+        q_aug, offset = self.item_linear_terms(items)
+        return torch.addmm(offset[None, :], user_repr, q_aug.T)
+
+    def forward(self, users, items, neg_items=None):
+        u = self.user_representation(users)
+        q_aug, offset = self.item_linear_terms(items)
+        pos = (u * q_aug).sum(-1) + offset
+        penalty = (u * u).sum(-1) + (q_aug[:, :-1] ** 2).sum(-1) + offset.sub(
+            self.global_bias
+        ).pow(2)
+        neg = None
+        if neg_items is not None:
+            qn_aug, offset_n = self.item_linear_terms(neg_items)
+            neg = (u[:, None, :] * qn_aug).sum(-1) + offset_n
+            penalty = penalty + (
+                (qn_aug[..., :-1] ** 2).sum(-1) + offset_n.sub(self.global_bias).pow(2)
+            ).mean(dim=1)
+        return pos, neg, penalty.mean()
+
+    def user_embeddings(self):
+        return self.user_factors.weight[: self.n_users]
+
+    def item_embeddings(self):
+        return self.item_factors.weight[: self.n_items]
+
+
+class NeuMF(nn.Module):
+    """Neural matrix factorization (He et al., 2017): GMF and MLP fused.
+
+    ``score = w . [p_u^G * q_i^G, MLP([p_u^M, q_i^M])] + mu + b_u + b_i``.
+
+    Parameters
+    ----------
+    n_users : int
+    n_items : int
+    n_components : int, default=32
+        Dimension of the GMF and of the MLP embeddings.
+    hidden_layer_sizes : tuple of int, default=(64, 32)
+        Widths of the MLP tower's hidden layers (ReLU).
+    dropout : float, default=0.0
+        Dropout after each hidden layer.
+    global_bias : float, default=0.0
+    init_std : float, default=0.1
+    """
+
+    def __init__(
+        self,
+        n_users,
+        n_items,
+        n_components=32,
+        hidden_layer_sizes=(64, 32),
+        dropout=0.0,
+        global_bias=0.0,
+        init_std=0.1,
+    ):
+        super().__init__()
+        self.n_users = n_users
+        self.n_items = n_items
+        self.n_components = n_components
+        d = n_components
+        self.user_gmf = _embedding(n_users, d, init_std)
+        self.item_gmf = _embedding(n_items, d, init_std)
+        self.user_mlp = _embedding(n_users, d, init_std)
+        self.item_mlp = _embedding(n_items, d, init_std)
+        self.user_bias = _zero_embedding(n_users)
+        self.item_bias = _zero_embedding(n_items)
+        self.global_bias = nn.Parameter(torch.tensor(float(global_bias)))
+        sizes = [2 * d, *hidden_layer_sizes]
+        # The first layer is split into user and item halves so that scoring
+        # all items for a block of users needs one (B, n, h) activation only.
+        self.first_user = nn.Linear(d, sizes[1])
+        self.first_item = nn.Linear(d, sizes[1], bias=False)
+        layers = [nn.ReLU(), nn.Dropout(dropout)]
+        for h_in, h_out in zip(sizes[1:-1], sizes[2:]):
+            layers += [nn.Linear(h_in, h_out), nn.ReLU(), nn.Dropout(dropout)]
+        self.tower = nn.Sequential(*layers)
+        self.output = nn.Linear(d + sizes[-1], 1, bias=False)
+        self.score_cost = sizes[1]
+
+    def user_representation(self, users):
+        return torch.cat(
+            [self.user_gmf(users), self.user_mlp(users), self.user_bias(users)], dim=1
+        )
+
+    def _split_user(self, user_repr):
+        d = self.n_components
+        return user_repr[:, :d], user_repr[:, d : 2 * d], user_repr[:, 2 * d]
+
+    def _item_side(self, items=None):
+        if items is None:
+            n = self.n_items
+            return (
+                self.item_gmf.weight[:n],
+                self.item_mlp.weight[:n],
+                self.item_bias.weight[:n, 0],
+            )
+        return self.item_gmf(items), self.item_mlp(items), self.item_bias(items)[..., 0]
+
+    def _fuse(self, gmf, hidden_in):
+        mlp = self.tower(hidden_in)
+        return self.output(torch.cat([gmf, mlp], dim=-1))[..., 0]
+
+    def score_pairs(self, user_repr, items):
+        ug, um, ub = self._split_user(user_repr)
+        ig, im, ib = self._item_side(items)
+        h = self.first_user(um) + self.first_item(im)
+        return self._fuse(ug * ig, h) + ub + ib + self.global_bias
+
+    def score_all(self, user_repr, items=None):
+        ug, um, ub = self._split_user(user_repr)
+        ig, im, ib = self._item_side(items)
+        h = self.first_user(um)[:, None, :] + self.first_item(im)[None, :, :]
+        gmf = ug[:, None, :] * ig[None, :, :]
+        return self._fuse(gmf, h) + ub[:, None] + ib[None, :] + self.global_bias
+
+    def _score_many(self, ug, um, ub, items):
+        # items: (B, m); user parts (B, .)
+        ig, im, ib = self._item_side(items)
+        h = self.first_user(um)[:, None, :] + self.first_item(im)
+        return self._fuse(ug[:, None, :] * ig, h) + ub[:, None] + ib + self.global_bias
+
+    def forward(self, users, items, neg_items=None):
+        u = self.user_representation(users)
+        ug, um, ub = self._split_user(u)
+        pos = self._score_many(ug, um, ub, items[:, None])[:, 0]
+        ig, im, ib = self._item_side(items)
+        penalty = (u * u).sum(-1) + (ig * ig).sum(-1) + (im * im).sum(-1) + ib * ib
+        neg = None
+        if neg_items is not None:
+            neg = self._score_many(ug, um, ub, neg_items)
+            ng, nm, nb = self._item_side(neg_items)
+            penalty = penalty + ((ng * ng).sum(-1) + (nm * nm).sum(-1) + nb * nb).mean(1)
+        return pos, neg, penalty.mean()
+
+    def user_embeddings(self):
+        return self.user_gmf.weight[: self.n_users]
+
+    def item_embeddings(self):
+        return self.item_gmf.weight[: self.n_items]
