@@ -10,12 +10,13 @@ import scipy.sparse as sp
 import torch
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._input import (
     IdIndex,
     check_k,
+    check_targets,
     interactions_to_csr,
     is_table,
     matrix_to_interactions,
@@ -135,36 +136,36 @@ class BaseRecommender(BaseEstimator):
                 "fitted biases/popularity instead."
             )
 
-    def _map_users(self, raw):
-        idx = self._user_index.transform(raw)
+    def _apply_unknown(self, kind, raw, idx):
+        """Apply ``handle_unknown`` to looked-up indices (``-1`` = unknown)."""
         unknown = idx < 0
-        self._unknown("user", raw, unknown)
-        idx[unknown] = len(self._user_index)  # the zero padding row
-        return idx
+        self._unknown(kind, np.asarray(raw), unknown)
+        idx = idx.copy()
+        idx[unknown] = len(self._user_index if kind == "user" else self._item_index)
+        return idx  # unknown ids point at the zero padding row
 
-    def _map_items(self, raw):
-        idx = self._item_index.transform(raw)
-        unknown = idx < 0
-        self._unknown("item", raw, unknown)
-        idx[unknown] = len(self._item_index)
-        return idx
+    def _map_users(self, raw):
+        return self._apply_unknown("user", raw, self._user_index.transform(raw))
 
     @property
     def user_ids_(self):
         """ndarray of shape (n_users,): raw user ids in index order."""
-        check_is_fitted(self, "net_")
+        check_is_fitted(self)
         return self._user_index.ids
 
     @property
     def item_ids_(self):
         """ndarray of shape (n_items,): raw item ids in index order."""
-        check_is_fitted(self, "net_")
+        check_is_fitted(self)
         return self._item_index.ids
 
     # -- scoring helpers ---------------------------------------------------
 
     def _device(self):
-        return next(self._module().parameters()).device
+        module = self._module()
+        for tensor in (*module.parameters(), *module.buffers()):
+            return tensor.device
+        return torch.device("cpu")
 
     def _postprocess_scores(self, scores):
         """Map raw model outputs to ``predict`` values (e.g. sigmoid)."""
@@ -250,7 +251,7 @@ class BaseRecommender(BaseEstimator):
         factors : ndarray of shape (n_users, n_factors)
             The folded-in user factors (without biases).
         """
-        check_is_fitted(self, "net_")
+        check_is_fitted(self)
         H, _ = self._histories(X)
         reprs = self._fold_in(H)
         return self._factors_of(reprs).cpu().numpy()
@@ -281,7 +282,7 @@ class BaseRecommender(BaseEstimator):
             dense matrix, a dense array with scores at its non-zero entries and
             zeros elsewhere.
         """
-        check_is_fitted(self, "net_")
+        check_is_fitted(self)
         if is_table(X):
             if self._convention != "table":
                 raise TypeError(
@@ -297,8 +298,8 @@ class BaseRecommender(BaseEstimator):
                 user_index=self._user_index,
                 item_index=self._item_index,
             )
-            users = self._map_users(X[self.user_col].to_numpy())
-            items = self._map_items(X[self.item_col].to_numpy())
+            users = self._apply_unknown("user", X[self.user_col], data.users)
+            items = self._apply_unknown("item", X[self.item_col], data.items)
             uniq, inv = np.unique(users, return_inverse=True)
             reprs = self._known_user_repr(uniq)
             return self._postprocess_scores(self._score_pairs(reprs, items, rows=inv))
@@ -358,7 +359,7 @@ class BaseRecommender(BaseEstimator):
             Their scores. A user with fewer than ``k`` eligible items gets its
             remaining slots filled with excluded items scored ``-inf``.
         """
-        check_is_fitted(self, "net_")
+        check_is_fitted(self)
         k = check_k(k)
         reprs, seen = self._user_reprs_for(users)
         n_items = len(self._item_index)
@@ -418,7 +419,7 @@ class BaseRecommender(BaseEstimator):
         item_ids : ndarray of shape (n_queries, k)
         similarities : ndarray of shape (n_queries, k)
         """
-        check_is_fitted(self, "net_")
+        check_is_fitted(self)
         k = check_k(k)
         raw = _check_users_1d(items)
         idx = self._item_index.transform(raw)
@@ -435,6 +436,51 @@ class BaseRecommender(BaseEstimator):
         sims[torch.arange(len(idx), device=emb.device), q] = -torch.inf
         top_s, top = torch.topk(sims, k, dim=1)
         return self._item_index.inverse_transform(top.cpu().numpy()), top_s.cpu().numpy()
+
+    def score(self, X, y=None):
+        """Default score (greater is better).
+
+        * ``loss="mse"`` (ratings): the negative root mean squared error of
+          the predicted ratings. For a table, against ``y``; for a matrix,
+          each row's entries are split (20% held out, seed 0), the rest is
+          folded in and the held-out values are predicted.
+        * implicit losses: NDCG@10 with
+          :func:`~sklearn_recsys.metrics.make_ranking_scorer` defaults (seen
+          items excluded).
+
+        Parameters
+        ----------
+        X : DataFrame or {array-like, sparse matrix} of shape (n_users, n_items)
+            Test interactions (table) or held-out users (matrix).
+        y : array-like of shape (n_interactions,), default=None
+            Test ratings of a table (required for ``loss="mse"``).
+
+        Returns
+        -------
+        score : float
+        """
+        from .metrics._scorer import ranking_score, split_rows
+
+        check_is_fitted(self)
+        if getattr(self, "loss", None) != "mse":
+            return ranking_score(self, X, y)
+        if is_table(X):
+            if y is None:
+                raise ValueError("score needs the test ratings y for loss='mse'.")
+            y = check_targets(y, len(X))
+            pred = self.predict(X)
+            return -float(np.sqrt(np.mean((pred - y) ** 2)))
+        H = self._check_matrix(X, reset=False)
+        fold_in, held_out = split_rows(H, 0.2, random_state=0)
+        if held_out.nnz == 0:
+            raise ValueError(
+                "No row has two or more stored entries to split into a fold-in "
+                "history and held-out ratings."
+            )
+        reprs = self._fold_in(fold_in)
+        coo = held_out.tocoo()
+        pred = self._score_pairs(reprs, coo.col.astype(np.int64), rows=coo.row)
+        return -float(np.sqrt(np.mean((pred - coo.data) ** 2)))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

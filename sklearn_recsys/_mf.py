@@ -9,66 +9,9 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import BaseRecommender
-from ._training import NegativeSampler, TensorDataset, build_net
+from ._neural import NeuralRecommenderMixin
+from ._training import NegativeSampler, TensorDataset
 from .nn import BiasedMF, NeuMF
-
-
-class NeuralRecommenderMixin:
-    """Training knobs shared by the neural recommenders (sklearn MLP names)."""
-
-    _training_constraints = {
-        "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
-        "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
-        "learning_rate_init": [Interval(numbers.Real, 0, None, closed="neither")],
-        "alpha": [Interval(numbers.Real, 0, None, closed="left")],
-        "early_stopping": ["boolean"],
-        "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither")],
-        "n_iter_no_change": [Interval(numbers.Integral, 1, None, closed="left")],
-        "tol": [Interval(numbers.Real, 0, None, closed="left")],
-        "warm_start": ["boolean"],
-        "callbacks": [list, None],
-        "verbose": ["verbose"],
-    }
-
-    def _module(self):
-        return self.net_.module_
-
-    def _train(self, module, dataset, *, loss, seed, device, negative_sampler=None):
-        """Fit ``module`` on ``dataset`` through skorch (or continue fitting)."""
-        devices = [torch.device(device).index or 0] if device.startswith("cuda") else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
-            if self.warm_start and hasattr(self, "net_"):
-                net = self.net_
-                net.set_params(max_epochs=self.max_iter)
-                net.partial_fit(dataset, None)
-            else:
-                net = build_net(
-                    module,
-                    loss=loss,
-                    alpha=self.alpha,
-                    max_iter=self.max_iter,
-                    batch_size=self.batch_size,
-                    learning_rate_init=self.learning_rate_init,
-                    device=device,
-                    seed=seed,
-                    negative_sampler=negative_sampler,
-                    early_stopping=self.early_stopping,
-                    validation_fraction=self.validation_fraction,
-                    n_iter_no_change=self.n_iter_no_change,
-                    tol=self.tol,
-                    callbacks=self.callbacks,
-                    verbose=self.verbose,
-                )
-                net.fit(dataset, None)
-        self.net_ = net
-        history = net.history
-        self.loss_curve_ = [float(v) for v in history[:, "train_loss"]]
-        self.validation_loss_curve_ = (
-            [float(v) for v in history[:, "valid_loss"]] if self.early_stopping else None
-        )
-        self.n_iter_ = len(history)
-        return net
 
 
 class MatrixFactorization(NeuralRecommenderMixin, BaseRecommender):
@@ -327,7 +270,9 @@ class MatrixFactorization(NeuralRecommenderMixin, BaseRecommender):
         n_users, n_items = len(self._user_index), len(self._item_index)
         users = torch.as_tensor(data.users, device=device)
         items = torch.as_tensor(data.items, device=device)
-        y_t = None if values is None else torch.as_tensor(values, device=device)
+        if values is None:  # implicit feedback without targets: unit weights
+            values = np.ones(len(data.users), dtype=np.float32)
+        y_t = torch.as_tensor(values, device=device)
         dataset = TensorDataset({"users": users, "items": items}, y_t)
         sampler = None
         if self.loss != "mse":

@@ -239,10 +239,10 @@ class RecommenderLoss(nn.Module):
 
     * ``"mse"``: mean squared error of ``pos_scores`` against ``y``.
     * ``"bce"``: binary cross-entropy with logits; positives are labelled
-      ``y`` (1 when ``y`` is None), each sampled negative 0. Summed per
+      ``y``, each sampled negative 0. Summed per
       positive row, averaged over rows.
     * ``"bpr"``: Bayesian personalised ranking, ``-log sigmoid(pos - neg)``
-      weighted by ``y`` (1 when None).
+      weighted by ``y``.
     * ``"softmax"``: cross-entropy of the target among the scores given as
       ``neg_scores`` of shape ``(B, n_items)`` (full softmax; sequence models).
 
@@ -259,15 +259,11 @@ class RecommenderLoss(nn.Module):
         if self.loss == "mse":
             value = F.mse_loss(pos, y_true)
         elif self.loss == "bce":
-            target = torch.ones_like(pos) if y_true is None else y_true
-            value = F.binary_cross_entropy_with_logits(pos, target, reduction="none")
+            value = F.binary_cross_entropy_with_logits(pos, y_true, reduction="none")
             value = value + F.softplus(neg).sum(dim=1)
             value = value.mean()
         elif self.loss == "bpr":
-            value = -F.logsigmoid(pos[:, None] - neg).mean(dim=1)
-            if y_true is not None:
-                value = value * y_true
-            value = value.mean()
+            value = (-F.logsigmoid(pos[:, None] - neg).mean(dim=1) * y_true).mean()
         elif self.loss == "softmax":
             value = F.cross_entropy(neg, y_true)
         else:  # pragma: no cover - guarded by parameter validation

@@ -32,3 +32,7 @@ __all__ = [
     "precision_at_k",
     "recall_at_k",
 ]
+
+from ._scorer import make_ranking_scorer  # noqa: E402
+
+__all__ += ["make_ranking_scorer"]
