@@ -294,7 +294,7 @@ class MatrixFactorization(NeuralRecommenderMixin, BaseRecommender):
                 )
         self._train(
             module, dataset, loss=self.loss, seed=seed, device=device,
-            negative_sampler=sampler,
+            batch_transform=sampler,
         )
         self._zero_untrained_rows(data)
         return self

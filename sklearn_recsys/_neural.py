@@ -28,7 +28,9 @@ class NeuralRecommenderMixin:
     def _module(self):
         return self.net_.module_
 
-    def _train(self, module, dataset, *, loss, seed, device, negative_sampler=None):
+    def _train(
+        self, module, dataset, *, loss, seed, device, batch_transform=None, criterion=None
+    ):
         """Fit ``module`` on ``dataset`` through skorch (or continue fitting).
 
         Builds the ``NeuralNet`` with :func:`~sklearn_recsys._training.build_net`
@@ -55,7 +57,8 @@ class NeuralRecommenderMixin:
                     learning_rate_init=self.learning_rate_init,
                     device=device,
                     seed=seed,
-                    negative_sampler=negative_sampler,
+                    batch_transform=batch_transform,
+                    criterion=criterion,
                     early_stopping=self.early_stopping,
                     validation_fraction=self.validation_fraction,
                     n_iter_no_change=self.n_iter_no_change,

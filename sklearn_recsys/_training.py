@@ -125,6 +125,11 @@ class NegativeSampler:
         pos = pos.clamp_(max=len(self.positive_keys) - 1)
         return self.positive_keys[pos] == keys
 
+    def __call__(self, batch, generator):
+        """Add ``neg_items`` of shape ``(batch_size, n_negatives)`` to ``batch``."""
+        batch["neg_items"] = self.sample(batch["users"], generator)
+        return batch
+
     def sample(self, users, generator):
         shape = (len(users), self.n_negatives)
         negs = torch.randint(
@@ -156,19 +161,18 @@ class TensorBatchIterator:
         Seed of the iterator's own generator (permutations and negatives).
         Without shuffling the generator is re-seeded at every pass, so
         validation negatives are the same each epoch.
-    negative_sampler : NegativeSampler, default=None
-        When given, batches carry ``neg_items`` of shape
-        ``(batch_size, n_negatives)``.
+    batch_transform : callable, default=None
+        ``batch_transform(batch, generator) -> batch`` applied to every batch
+        dict on the device, e.g. a :class:`NegativeSampler` adding
+        ``neg_items``.
     """
 
-    def __init__(
-        self, dataset, batch_size, shuffle=False, seed=0, negative_sampler=None
-    ):
+    def __init__(self, dataset, batch_size, shuffle=False, seed=0, batch_transform=None):
         self.dataset = _as_tensor_dataset(dataset)
         self.batch_size = int(batch_size)
         self.shuffle = shuffle
         self.seed = seed
-        self.negative_sampler = negative_sampler
+        self.batch_transform = batch_transform
         device = next(iter(self.dataset.tensors.values())).device
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(int(seed))
@@ -191,10 +195,8 @@ class TensorBatchIterator:
             else:
                 idx = order[start : start + self.batch_size]
             batch = {k: v[idx] for k, v in tensors.items()}
-            if self.negative_sampler is not None:
-                batch["neg_items"] = self.negative_sampler.sample(
-                    batch["users"], self.generator
-                )
+            if self.batch_transform is not None:
+                batch = self.batch_transform(batch, self.generator)
             yield batch, (None if y is None else y[idx])
 
 
@@ -287,7 +289,8 @@ def build_net(
     learning_rate_init,
     device,
     seed,
-    negative_sampler=None,
+    batch_transform=None,
+    criterion=None,
     early_stopping=False,
     validation_fraction=0.1,
     n_iter_no_change=5,
@@ -297,6 +300,11 @@ def build_net(
     optimizer=torch.optim.Adam,
 ):
     """Compose the skorch ``NeuralNet`` every recommender trains with.
+
+    ``criterion`` defaults to ``RecommenderLoss(loss, alpha)``; models whose
+    output does not fit its ``(pos, neg, penalty)`` protocol pass their own
+    criterion module. ``batch_transform`` (e.g. a :class:`NegativeSampler`)
+    runs on every training and validation batch.
 
     Validation happens only with ``early_stopping=True`` (on a per-user
     holdout, never skorch's silent ``ValidSplit(5)``); the best epoch's weights
@@ -321,7 +329,9 @@ def build_net(
         extra.append(("progress_bar", ProgressBar()))
     return NeuralNet(
         module=module,
-        criterion=RecommenderLoss(loss=loss, alpha=alpha),
+        criterion=(
+            RecommenderLoss(loss=loss, alpha=alpha) if criterion is None else criterion
+        ),
         optimizer=optimizer,
         lr=learning_rate_init,
         max_epochs=max_iter,
@@ -329,10 +339,10 @@ def build_net(
         iterator_train=TensorBatchIterator,
         iterator_train__shuffle=True,
         iterator_train__seed=seed,
-        iterator_train__negative_sampler=negative_sampler,
+        iterator_train__batch_transform=batch_transform,
         iterator_valid=TensorBatchIterator,
         iterator_valid__seed=seed + 1,
-        iterator_valid__negative_sampler=negative_sampler,
+        iterator_valid__batch_transform=batch_transform,
         train_split=(
             PerUserValidSplit(validation_fraction, seed=seed)
             if early_stopping
