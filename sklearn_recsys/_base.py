@@ -9,6 +9,7 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 from sklearn.base import BaseEstimator
+from sklearn.utils import TransformerTags
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -256,6 +257,20 @@ class BaseRecommender(BaseEstimator):
         reprs = self._fold_in(H)
         return self._factors_of(reprs).cpu().numpy()
 
+    def fit_transform(self, X, y=None):
+        """Fit, then return the users' factors as :meth:`transform` would.
+
+        Parameters
+        ----------
+        X : DataFrame or {array-like, sparse matrix} of shape (n_users, n_items)
+        y : array-like of shape (n_interactions,), default=None
+
+        Returns
+        -------
+        factors : ndarray of shape (n_users, n_factors)
+        """
+        return self.fit(X, y).transform(X)
+
     def _factors_of(self, reprs):
         return reprs[:, :-1]
 
@@ -487,4 +502,5 @@ class BaseRecommender(BaseEstimator):
         tags.input_tags.sparse = True
         tags.target_tags.required = False
         tags.non_deterministic = False
+        tags.transformer_tags = TransformerTags(preserves_dtype=["float32"])
         return tags

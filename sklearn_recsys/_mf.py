@@ -328,7 +328,7 @@ class MatrixFactorization(NeuralRecommenderMixin, BaseRecommender):
         """User representations for the rows of a history matrix ``H``."""
         module = self._module()
         module.eval()
-        if hasattr(module, "item_linear_terms"):
+        if self.loss == "mse" and hasattr(module, "item_linear_terms"):
             return self._fold_in_closed_form(module, H)
         return self._fold_in_gradient(module, H)
 
@@ -342,40 +342,28 @@ class MatrixFactorization(NeuralRecommenderMixin, BaseRecommender):
 
     @torch.no_grad()
     def _fold_in_closed_form(self, module, H):
-        """Ridge regression of each row's targets on the frozen item factors.
+        """Ratings: ridge regression of each row on the frozen item factors.
 
-        Minimises ``sum_obs w_i (x . q_i + c_i - t_i)^2
-        + w0 sum_all (x . q_i + c_i)^2 + alpha n_u |x|^2`` per user, the
-        objective training optimises for that user: ``w0 = 0`` for ratings,
-        ``n_negatives * n_u / n_items`` (the expected sampled-negative weight)
-        for implicit losses.
+        Minimises ``sum_obs (x . q_i + c_i - r_i)^2 + alpha n_u |x|^2`` per
+        user (``x`` = factors and bias, ``c_i`` = item bias + global mean):
+        the objective training optimises for that user, solved exactly.
         """
         device = self._device()
         q_aug, offset = module.item_linear_terms()
         q_aug, offset = q_aug.double(), offset.double()
         n, dim = H.shape[0], q_aug.shape[1]
-        n_items = q_aug.shape[0]
-        weights, targets = self._fold_in_targets(H)
         counts = torch.as_tensor(np.diff(H.indptr), device=device, dtype=torch.float64)
         rows = torch.as_tensor(np.repeat(np.arange(n), np.diff(H.indptr)), device=device)
         cols = torch.as_tensor(H.indices.astype(np.int64), device=device)
-        w = torch.as_tensor(weights, device=device, dtype=torch.float64)
-        t = torch.as_tensor(targets, device=device, dtype=torch.float64)
+        r = torch.as_tensor(H.data, device=device, dtype=torch.float64) - offset[cols]
         A = torch.zeros(n, dim, dim, dtype=torch.float64, device=device)
         b = torch.zeros(n, dim, dtype=torch.float64, device=device)
         chunk = max(1, _OUTER_BLOCK // (dim * dim))
         for s in range(0, len(cols), chunk):
             sl = slice(s, s + chunk)
             q = q_aug[cols[sl]]
-            wq = w[sl, None] * q
-            A.index_add_(0, rows[sl], wq[:, :, None] * q[:, None, :])
-            b.index_add_(0, rows[sl], wq * (t[sl] - offset[cols[sl]])[:, None])
-        if self.loss != "mse":
-            w0 = self.n_negatives * counts / n_items
-            gram = q_aug.T @ q_aug
-            lin = q_aug.T @ offset
-            A += w0[:, None, None] * gram
-            b -= w0[:, None] * lin
+            A.index_add_(0, rows[sl], q[:, :, None] * q[:, None, :])
+            b.index_add_(0, rows[sl], q * r[sl, None])
         ridge = self.alpha * counts + 1e-6
         A += ridge[:, None, None] * torch.eye(dim, dtype=torch.float64, device=device)
         x = torch.linalg.solve(A, b)
@@ -383,7 +371,11 @@ class MatrixFactorization(NeuralRecommenderMixin, BaseRecommender):
 
     @torch.enable_grad()
     def _fold_in_gradient(self, module, H, n_steps=100, lr=0.05):
-        """Fold-in by full-batch Adam on the user representation (NeuMF).
+        """Fold-in by full-batch Adam on the user representation.
+
+        Used for implicit losses (scores have no calibrated scale, so the
+        model's own logistic objective, item offsets included, is
+        optimised) and for NeuMF.
 
         Each row's loss depends on its own parameters only, so rows are
         independent. Ratings: squared error on the observed entries;
@@ -405,8 +397,8 @@ class MatrixFactorization(NeuralRecommenderMixin, BaseRecommender):
         params = [p.requires_grad for p in module.parameters()]
         for p in module.parameters():
             p.requires_grad_(False)
-        generator = torch.Generator(device=device).manual_seed(0)
-        x = (0.01 * torch.randn(n, dim, generator=generator, device=device)).requires_grad_()
+        # zero start: each row's result depends on its own history only
+        x = torch.zeros(n, dim, device=device, requires_grad=True)
         optimizer = torch.optim.Adam([x], lr=lr)
         block = self._user_block(n_items)
         try:
