@@ -129,7 +129,7 @@ class BaseRecommender(BaseEstimator):
             return
         if self.handle_unknown == "error":
             unknown = pd.unique(np.asarray(raw_ids)[mask])
-            shown = ", ".join(repr(u) for u in unknown[:10])
+            shown = ", ".join(repr(u) for u in unknown[:10].tolist())
             more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
             raise ValueError(
                 f"Found {len(unknown)} {kind} id(s) not seen during fit: {shown}"
@@ -145,7 +145,23 @@ class BaseRecommender(BaseEstimator):
         idx[unknown] = len(self._user_index if kind == "user" else self._item_index)
         return idx  # unknown ids point at the zero padding row
 
+    def _check_matrix_indices(self, kind, raw):
+        """For a model fitted on a matrix, ids are row/column indices."""
+        if self._convention != "matrix":
+            return raw
+        raw = np.asarray(raw)
+        if raw.dtype.kind == "f" and np.all(np.isfinite(raw)) and np.all(raw == np.round(raw)):
+            raw = raw.astype(np.int64)
+        if raw.dtype.kind not in "iu" or (raw < 0).any():
+            raise ValueError(
+                f"This estimator was fitted on a user x item matrix, so {kind} ids "
+                f"are {'row' if kind == 'user' else 'column'} indices: non-negative "
+                f"integers. Got {raw[:10].tolist()}."
+            )
+        return raw
+
     def _map_users(self, raw):
+        raw = self._check_matrix_indices("user", raw)
         return self._apply_unknown("user", raw, self._user_index.transform(raw))
 
     @property
@@ -383,7 +399,9 @@ class BaseRecommender(BaseEstimator):
             cand = None
             n_cand = n_items
         else:
-            raw = np.asarray(items).ravel()
+            raw = self._check_matrix_indices("item", np.asarray(items).ravel())
+            if len(raw) == 0:
+                raise ValueError("items is empty: pass at least one candidate item.")
             cand_np = self._item_index.transform(raw)
             if (cand_np < 0).any():
                 bad = raw[cand_np < 0][:10].tolist()
@@ -436,7 +454,7 @@ class BaseRecommender(BaseEstimator):
         """
         check_is_fitted(self)
         k = check_k(k)
-        raw = _check_users_1d(items)
+        raw = self._check_matrix_indices("item", _check_users_1d(items))
         idx = self._item_index.transform(raw)
         if (idx < 0).any():
             raise ValueError(
