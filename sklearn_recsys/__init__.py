@@ -1,7 +1,20 @@
-"""Deep-learning recommenders as scikit-learn estimators."""
+"""Deep-learning recommenders as scikit-learn estimators.
 
+Every recommender is a scikit-learn estimator trained with PyTorch (through
+skorch for the neural ones) that accepts an interaction table (a pandas
+DataFrame, one row per interaction) or a user x item matrix (scipy sparse or
+dense, one row per user), and shares one ``recommend`` API.
+"""
+
+from ._baselines import EASE, ItemKNN, Popularity
 from ._mf import MatrixFactorization
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["MatrixFactorization", "__version__"]
+__all__ = [
+    "EASE",
+    "ItemKNN",
+    "MatrixFactorization",
+    "Popularity",
+    "__version__",
+]
