@@ -195,6 +195,14 @@ def test_pipeline_binarizer_and_tfidf_on_sparse_ratings(explicit):
     assert isinstance(pipe.predict(R[:3]), sp.csr_array)
     tfidf = make_pipeline(TfidfTransformer(), MatrixFactorization(**params)).fit(R)
     assert tfidf.predict(R[:3]).nnz == R[:3].nnz
+    # ranking scorers score a Pipeline through its final recommender
+    res = cross_validate(
+        make_pipeline(Binarizer(threshold=3.5), MatrixFactorization(**params)),
+        R, cv=UserKFold(2, random_state=0), scoring=make_ranking_scorer("ndcg"),
+    )
+    assert np.all(res["test_score"] > 0)
+    with pytest.raises(TypeError, match="needs a recommender"):
+        make_ranking_scorer()(Binarizer().fit(R), R)
 
 
 def test_grid_search_table_with_ranking_scorer(implicit):

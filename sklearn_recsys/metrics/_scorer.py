@@ -22,6 +22,7 @@ import numbers
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from sklearn.pipeline import Pipeline
 from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 
 from ._ranking import _METRICS, _per_user_metric_from_topk
@@ -107,8 +108,19 @@ def ranking_score(
 ):
     """Mean per-user ranking metric of ``estimator`` on a test fold.
 
-    See :func:`make_ranking_scorer` for the protocol.
+    See :func:`make_ranking_scorer` for the protocol. A
+    :class:`~sklearn.pipeline.Pipeline` is scored through its final
+    recommender, on ``X`` transformed by the preceding steps.
     """
+    if isinstance(estimator, Pipeline):
+        if len(estimator) > 1:
+            X = estimator[:-1].transform(X)
+        estimator = estimator[-1]
+    if not hasattr(estimator, "recommend"):
+        raise TypeError(
+            "A ranking scorer needs a recommender with a recommend method (or a "
+            f"Pipeline ending in one); got {type(estimator).__name__}."
+        )
     if isinstance(X, pd.DataFrame):
         users, items = _table_relevance(
             estimator, X, y, relevance_threshold, exclude_seen
