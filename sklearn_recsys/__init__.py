@@ -8,12 +8,15 @@ dense, one row per user), and shares one ``recommend`` API.
 
 from ._baselines import EASE, ItemKNN, Popularity
 from ._mf import MatrixFactorization
+from ._sequence import AttentionRecommender, LSTMRecommender
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "AttentionRecommender",
     "EASE",
     "ItemKNN",
+    "LSTMRecommender",
     "MatrixFactorization",
     "Popularity",
     "__version__",

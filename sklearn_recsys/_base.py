@@ -116,6 +116,13 @@ class BaseRecommender(BaseEstimator):
         X = sp.csr_array(X, dtype=np.float32)
         X.sum_duplicates()
         X.sort_indices()
+        if not reset and X.shape[1] != len(self._item_index):
+            # a table-fitted model has no n_features_in_ for validate_data
+            raise ValueError(
+                f"X has {X.shape[1]} columns but {type(self).__name__} was fitted "
+                f"with {len(self._item_index)} items: the columns of a user x item "
+                "matrix are the fitted items (see item_ids_)."
+            )
         return X
 
     def _seed_and_device(self):
@@ -450,7 +457,9 @@ class BaseRecommender(BaseEstimator):
         Returns
         -------
         item_ids : ndarray of shape (n_queries, k)
+            Raw ids of each query item's neighbours, most similar first.
         similarities : ndarray of shape (n_queries, k)
+            Their cosine similarities to the query item.
         """
         check_is_fitted(self)
         k = check_k(k)

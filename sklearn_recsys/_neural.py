@@ -28,16 +28,33 @@ class NeuralRecommenderMixin:
     def _module(self):
         return self.net_.module_
 
+    def _resolved_alpha(self):
+        """The L2 weight to train with (estimators may resolve ``"auto"``)."""
+        return self.alpha
+
     def _train(
-        self, module, dataset, *, loss, seed, device, batch_transform=None, criterion=None
+        self,
+        module,
+        dataset,
+        *,
+        loss,
+        seed,
+        device,
+        batch_transform=None,
+        criterion=None,
+        train_split="per_user",
+        optimizer_params=None,
     ):
         """Fit ``module`` on ``dataset`` through skorch (or continue fitting).
 
         Builds the ``NeuralNet`` with :func:`~sklearn_recsys._training.build_net`
         (device tensors sliced per batch, per-user validation split when
         ``early_stopping``), or, with ``warm_start=True`` and a fitted
-        ``net_``, continues training it. Sets ``net_``, ``loss_curve_``,
-        ``validation_loss_curve_`` and ``n_iter_``.
+        ``net_``, continues training it (with fresh shuffles: the iterators
+        are re-seeded with the number of epochs already run). Sets ``net_``,
+        ``loss_curve_``, ``validation_loss_curve_`` and ``n_iter_``.
+        ``train_split``/``optimizer_params``: see
+        :func:`~sklearn_recsys._training.build_net`.
         """
 
         devices = [torch.device(device).index or 0] if device.startswith("cuda") else []
@@ -45,13 +62,23 @@ class NeuralRecommenderMixin:
             torch.manual_seed(seed)
             if self.warm_start and hasattr(self, "net_"):
                 net = self.net_
+                offset = len(net.history)
                 net.set_params(max_epochs=self.max_iter)
+                # skorch stores iterator params as plain attributes (read by
+                # get_iterator); its set_params refuses them on an initialised
+                # net, so set them the way it would.
+                vars(net).update(
+                    iterator_train__seed=seed + offset,
+                    iterator_valid__seed=seed + offset + 1,
+                )
+                if train_split != "per_user" and self.early_stopping:
+                    net.set_params(train_split=train_split)
                 net.partial_fit(dataset, None)
             else:
                 net = build_net(
                     module,
                     loss=loss,
-                    alpha=self.alpha,
+                    alpha=self._resolved_alpha(),
                     max_iter=self.max_iter,
                     batch_size=self.batch_size,
                     learning_rate_init=self.learning_rate_init,
@@ -59,6 +86,8 @@ class NeuralRecommenderMixin:
                     seed=seed,
                     batch_transform=batch_transform,
                     criterion=criterion,
+                    train_split=train_split,
+                    optimizer_params=optimizer_params,
                     early_stopping=self.early_stopping,
                     validation_fraction=self.validation_fraction,
                     n_iter_no_change=self.n_iter_no_change,

@@ -52,7 +52,10 @@ def resolve_device(device):
 
 
 class TensorDataset(torch.utils.data.Dataset):
-    """Named tensors of equal length, plus an optional target tensor.
+    """Named tensors of equal length, plus the target tensor ``y``.
+
+    ``y`` is required for training (skorch converts it to a tensor at every
+    step); implicit-feedback models pass unit weights.
 
     Batches are dicts ``{name: tensor}`` so the module's ``forward`` receives
     them as keyword arguments.
@@ -291,6 +294,8 @@ def build_net(
     seed,
     batch_transform=None,
     criterion=None,
+    train_split="per_user",
+    optimizer_params=None,
     early_stopping=False,
     validation_fraction=0.1,
     n_iter_no_change=5,
@@ -304,7 +309,11 @@ def build_net(
     ``criterion`` defaults to ``RecommenderLoss(loss, alpha)``; models whose
     output does not fit its ``(pos, neg, penalty)`` protocol pass their own
     criterion module. ``batch_transform`` (e.g. a :class:`NegativeSampler`)
-    runs on every training and validation batch.
+    runs on every training and validation batch. ``train_split`` defaults to
+    :class:`PerUserValidSplit` (used only with ``early_stopping``); models
+    with another notion of validation rows pass their own callable.
+    ``optimizer_params`` are passed to the optimizer (e.g.
+    ``{"weight_decay": 1e-4}``).
 
     Validation happens only with ``early_stopping=True`` (on a per-user
     holdout, never skorch's silent ``ValidSplit(5)``); the best epoch's weights
@@ -344,11 +353,14 @@ def build_net(
         iterator_valid__seed=seed + 1,
         iterator_valid__batch_transform=batch_transform,
         train_split=(
-            PerUserValidSplit(validation_fraction, seed=seed)
-            if early_stopping
-            else None
+            None
+            if not early_stopping
+            else PerUserValidSplit(validation_fraction, seed=seed)
+            if train_split == "per_user"
+            else train_split
         ),
         callbacks=extra,
         device=device,
         verbose=verbose,
+        **{f"optimizer__{k}": v for k, v in (optimizer_params or {}).items()},
     )
