@@ -1,0 +1,273 @@
+"""Sequence encoders: a stacked LSTM and a SASRec-style self-attention network.
+
+Both share one protocol (after Spotlight's sequence representations):
+
+* sequences are ``(B, L)`` int64 tensors of item indices **shifted by one**
+  (item ``i`` is stored as ``i + 1``), **left-padded** with the padding index
+  0, most recent item last;
+* ``sequence_states(seqs) -> (B, L, d)``: the state after each position
+  (zero at padded positions), used for training on the next item at every
+  position;
+* ``user_representation(seqs) -> (B, d)``: the state after the last item
+  (zero for an empty sequence), i.e. what the model knows about the user;
+* ``score_all(user_repr, items=None) -> (B, n_candidates)`` and
+  ``score_pairs(user_repr, items) -> (B,)``: scores ``h . e_i + b_i`` with
+  0-based item indices (no shift), where ``e_i`` are the output item
+  embeddings (tied to the input ones by default) and ``b_i`` a learned item
+  bias. An empty history thus scores items by their bias alone;
+* ``forward(seqs, targets, neg_items=None)`` for training: ``targets`` are
+  ``(B, L)`` next items (shifted, 0 = no target). Returns ``(scores,
+  labels)``: the full ``(N, n_items)`` logits of the ``N`` non-padded
+  positions and their 0-based labels ``(N,)``; or, with sampled
+  ``neg_items`` of shape ``(B, L, n_negatives)`` (0-based), ``(N, 1 +
+  n_negatives)`` logits whose first column is the target's, and ``None``.
+
+Padding never influences a real position: the LSTM reads each sequence
+realigned to start at its first item (the padding moved behind the real
+items, where the recurrence cannot reach back), and the attention masks
+padded keys out; adding more left padding leaves every state unchanged.
+Both encoders are causal: the state at position ``t`` depends on the items
+at positions ``<= t`` only.
+"""
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+__all__ = ["LSTMEncoder", "SelfAttentionEncoder"]
+
+
+class _SequenceEncoder(nn.Module):
+    """Item embeddings, output layer and the scoring protocol."""
+
+    def __init__(self, n_items, embedding_dim, max_len, dropout, tie_weights, init_std):
+        super().__init__()
+        self.n_items = n_items
+        self.embedding_dim = embedding_dim
+        self.max_len = max_len
+        self.tie_weights = tie_weights
+        self.item_embedding = nn.Embedding(n_items + 1, embedding_dim, padding_idx=0)
+        nn.init.normal_(self.item_embedding.weight, std=init_std)
+        with torch.no_grad():
+            self.item_embedding.weight[0].zero_()
+        if tie_weights:
+            self.output_embedding = None
+        else:
+            self.output_embedding = nn.Embedding(n_items, embedding_dim)
+            nn.init.normal_(self.output_embedding.weight, std=init_std)
+        self.output_bias = nn.Parameter(torch.zeros(n_items))
+        self.dropout = nn.Dropout(dropout)
+
+    # -- protocol ------------------------------------------------------------
+
+    def sequence_states(self, seqs):
+        """States after every position, ``(B, L, embedding_dim)``."""
+        raise NotImplementedError
+
+    def user_representation(self, seqs):
+        """State after the last item, ``(B, embedding_dim)``.
+
+        Sequences longer than ``max_len`` are cut to their ``max_len`` most
+        recent items; an empty (all-padding) sequence gives zeros.
+        """
+        seqs = seqs[:, -self.max_len :]
+        return self.sequence_states(seqs)[:, -1]
+
+    def item_embeddings(self):
+        """Output item embeddings ``(n_items, embedding_dim)``."""
+        if self.output_embedding is None:
+            return self.item_embedding.weight[1:]
+        return self.output_embedding.weight
+
+    def score_all(self, user_repr, items=None):
+        weight, bias = self.item_embeddings(), self.output_bias
+        if items is not None:
+            weight, bias = weight[items], bias[items]
+        return torch.addmm(bias[None, :], user_repr, weight.T)
+
+    def score_pairs(self, user_repr, items):
+        return (user_repr * self.item_embeddings()[items]).sum(-1) + self.output_bias[items]
+
+    def forward(self, seqs, targets, neg_items=None):
+        states = self.sequence_states(seqs)
+        mask = targets > 0
+        h = states[mask]
+        labels = targets[mask] - 1
+        if neg_items is None:
+            return self.score_all(h), labels
+        pos = self.score_pairs(h, labels)
+        neg = neg_items[mask]
+        weight = self.item_embeddings()
+        neg_scores = torch.einsum("nd,nkd->nk", h, weight[neg]) + self.output_bias[neg]
+        return torch.cat([pos[:, None], neg_scores], dim=1), None
+
+
+class LSTMEncoder(_SequenceEncoder):
+    """Stacked LSTM over the item embeddings (GRU4Rec-like, with LSTM cells).
+
+    Parameters
+    ----------
+    n_items : int
+        Size of the catalogue; the input embedding table has ``n_items + 1``
+        rows, row 0 being the padding.
+    embedding_dim : int, default=64
+        Dimension of the item embeddings and of the LSTM states.
+    max_len : int, default=50
+        Longest history used by :meth:`user_representation`.
+    n_layers : int, default=2
+        Number of stacked LSTM layers.
+    dropout : float, default=0.2
+        Dropout on the embeddings, between LSTM layers and on the states.
+    tie_weights : bool, default=True
+        Score items with the input item embeddings; otherwise learn a
+        separate output embedding.
+    init_std : float, default=0.2
+        Standard deviation of the normal initialisation of the embeddings.
+    """
+
+    def __init__(
+        self,
+        n_items,
+        embedding_dim=64,
+        max_len=50,
+        n_layers=2,
+        dropout=0.2,
+        tie_weights=True,
+        init_std=0.2,
+    ):
+        super().__init__(n_items, embedding_dim, max_len, dropout, tie_weights, init_std)
+        self.lstm = nn.LSTM(
+            embedding_dim,
+            embedding_dim,
+            num_layers=n_layers,
+            batch_first=True,
+            dropout=dropout if n_layers > 1 else 0.0,
+        )
+
+    def sequence_states(self, seqs):
+        batch, length = seqs.shape
+        dim = self.embedding_dim
+        real = seqs > 0
+        lengths = real.sum(1)
+        x = self.dropout(self.item_embedding(seqs))
+        # Left-padded -> right-padded: every sequence then starts from the
+        # zero state at its first real item, and the trailing padding cannot
+        # reach a real position (the recurrence only looks back).
+        shift = length - lengths
+        steps = torch.arange(length, device=seqs.device)
+        to_right = (steps[None, :] + shift[:, None]) % length
+        x = x.gather(1, to_right[..., None].expand(-1, -1, dim))
+        out, _ = self.lstm(x)
+        to_left = (steps[None, :] - shift[:, None]) % length
+        out = out.gather(1, to_left[..., None].expand(-1, -1, dim))
+        return self.dropout(out) * real[..., None]
+
+
+class _AttentionBlock(nn.Module):
+    """Pre-norm transformer block: masked multi-head attention + feed-forward."""
+
+    def __init__(self, dim, n_heads, dropout):
+        super().__init__()
+        self.n_heads = n_heads
+        self.attention_norm = nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.attention_out = nn.Linear(dim, dim)
+        self.feed_forward_norm = nn.LayerNorm(dim)
+        self.feed_forward = nn.Sequential(
+            nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, dim)
+        )
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x, attn_mask):
+        batch, length, dim = x.shape
+        q, k, v = (
+            self.qkv(self.attention_norm(x))
+            .view(batch, length, 3, self.n_heads, dim // self.n_heads)
+            .permute(2, 0, 3, 1, 4)
+        )
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        a = a.transpose(1, 2).reshape(batch, length, dim)
+        x = x + self.dropout(self.attention_out(a))
+        return x + self.dropout(self.feed_forward(self.feed_forward_norm(x)))
+
+
+class SelfAttentionEncoder(_SequenceEncoder):
+    """SASRec (Kang & McAuley, 2018): causal self-attention over the items.
+
+    Item embeddings plus learned positional embeddings go through
+    ``n_blocks`` pre-norm transformer blocks (causal multi-head attention and
+    a position-wise feed-forward network, residual connections, layer norm,
+    dropout) and a final layer norm. The position of an item is its distance
+    to the most recent item of the window (0 for the last one), so extra left
+    padding changes nothing.
+
+    Parameters
+    ----------
+    n_items : int
+        Size of the catalogue (row 0 of the input embeddings is padding).
+    embedding_dim : int, default=64
+        Model dimension; must be divisible by ``n_heads``.
+    max_len : int, default=50
+        Number of positional embeddings, i.e. the longest sequence.
+    n_blocks : int, default=2
+        Number of transformer blocks.
+    n_heads : int, default=1
+        Attention heads per block.
+    dropout : float, default=0.2
+        Dropout on the embeddings and on the residual branches (not on the
+        attention weights: the fused attention kernels are much faster
+        without it).
+    tie_weights : bool, default=True
+        Score items with the input item embeddings.
+    init_std : float, default=0.05
+        Standard deviation of the normal initialisation of the embeddings.
+    """
+
+    def __init__(
+        self,
+        n_items,
+        embedding_dim=64,
+        max_len=50,
+        n_blocks=2,
+        n_heads=1,
+        dropout=0.2,
+        tie_weights=True,
+        init_std=0.05,
+    ):
+        if embedding_dim % n_heads:
+            raise ValueError(
+                f"embedding_dim={embedding_dim} must be divisible by n_heads={n_heads}."
+            )
+        super().__init__(n_items, embedding_dim, max_len, dropout, tie_weights, init_std)
+        self.position_embedding = nn.Embedding(max_len, embedding_dim)
+        nn.init.normal_(self.position_embedding.weight, std=init_std)
+        self.blocks = nn.ModuleList(
+            _AttentionBlock(embedding_dim, n_heads, dropout) for _ in range(n_blocks)
+        )
+        self.final_norm = nn.LayerNorm(embedding_dim)
+
+    def sequence_states(self, seqs):
+        batch, length = seqs.shape
+        if length > self.max_len:
+            raise ValueError(
+                f"Sequences of length {length} exceed max_len={self.max_len}; "
+                "keep the max_len most recent items."
+            )
+        device = seqs.device
+        real = seqs > 0
+        keep = real[..., None]
+        positions = torch.arange(length - 1, -1, -1, device=device)
+        x = self.item_embedding(seqs) * math.sqrt(self.embedding_dim)
+        x = self.dropout(x + self.position_embedding(positions)[None]) * keep
+        # Query t attends to the real keys <= t, and to itself so that the
+        # rows of padded queries are never empty (their states are zeroed).
+        causal = torch.ones(length, length, dtype=torch.bool, device=device).tril()
+        eye = torch.eye(length, dtype=torch.bool, device=device)
+        allowed = ((causal[None] & real[:, None, :]) | eye[None])[:, None]
+        attn_mask = torch.zeros(allowed.shape, dtype=x.dtype, device=device)
+        attn_mask.masked_fill_(~allowed, float("-inf"))
+        for block in self.blocks:
+            x = block(x, attn_mask)
+        return self.final_norm(x) * keep
