@@ -37,7 +37,7 @@ class MatrixFactorization(NeuralRecommenderMixin, BaseRecommender):
 
     Parameters
     ----------
-    n_components : int, default=32
+    n_components : int, default=64
         Dimension of the user and item factors.
     loss : {"mse", "bce", "bpr"}, default="mse"
         ``"mse"`` for explicit ratings; ``"bce"`` (pointwise, with
@@ -51,10 +51,13 @@ class MatrixFactorization(NeuralRecommenderMixin, BaseRecommender):
     n_negatives : int, default=4
         Negatives sampled per positive for ``"bce"``/``"bpr"``, uniformly among
         items the user did not interact with.
-    alpha : float, default=1e-4
+    alpha : float or "auto", default="auto"
         L2 penalty on the factors and biases a batch touches (mean squared
-        norm per interaction).
-    max_iter : int, default=20
+        norm per interaction). ``"auto"`` uses 0.1 for ``"mse"``, 0.01 for
+        ``"bpr"`` and 0.03 for ``"bce"``, values tuned on MovieLens-100K
+        (see ``benchmarks/bench_mf.py``): ratings need a much stronger
+        penalty than ranking losses.
+    max_iter : int, default=30
         Number of epochs.
     batch_size : int, default=1024
         Interactions per mini-batch.
@@ -148,18 +151,24 @@ class MatrixFactorization(NeuralRecommenderMixin, BaseRecommender):
         "hidden_layer_sizes": [tuple, list],
         "n_negatives": [Interval(numbers.Integral, 1, None, closed="left")],
         "init_std": [Interval(numbers.Real, 0, None, closed="neither")],
+        "alpha": [Interval(numbers.Real, 0, None, closed="left"), StrOptions({"auto"})],
     }
+
+    _AUTO_ALPHA = {"mse": 0.1, "bpr": 0.01, "bce": 0.03}
+
+    def _resolved_alpha(self):
+        return self._AUTO_ALPHA[self.loss] if self.alpha == "auto" else self.alpha
 
     def __init__(
         self,
         *,
-        n_components=32,
+        n_components=64,
         loss="mse",
         architecture="dot",
         hidden_layer_sizes=(64, 32),
         n_negatives=4,
-        alpha=1e-4,
-        max_iter=20,
+        alpha="auto",
+        max_iter=30,
         batch_size=1024,
         learning_rate_init=5e-3,
         init_std=0.1,
@@ -364,7 +373,7 @@ class MatrixFactorization(NeuralRecommenderMixin, BaseRecommender):
             q = q_aug[cols[sl]]
             A.index_add_(0, rows[sl], q[:, :, None] * q[:, None, :])
             b.index_add_(0, rows[sl], q * r[sl, None])
-        ridge = self.alpha * counts + 1e-6
+        ridge = self._resolved_alpha() * counts + 1e-6
         A += ridge[:, None, None] * torch.eye(dim, dtype=torch.float64, device=device)
         x = torch.linalg.solve(A, b)
         return x.float()
@@ -418,7 +427,7 @@ class MatrixFactorization(NeuralRecommenderMixin, BaseRecommender):
                         loss = loss + (
                             w0[:, None] * torch.nn.functional.softplus(scores)
                         ).sum()
-                    loss = loss + self.alpha * (counts[s:e, None] * xs * xs).sum()
+                    loss = loss + self._resolved_alpha() * (counts[s:e, None] * xs * xs).sum()
                     loss.backward()
                 optimizer.step()
         finally:

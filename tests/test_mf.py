@@ -156,7 +156,7 @@ def test_table_ids_any_hashable_and_results_in_raw_ids():
     ids, _ = mf.recommend(["a"], k=1)
     assert ids[0, 0] == 30.0
     assert mf.predict(X).shape == (6,)
-    assert mf.user_embeddings_.shape == (3, 32)
+    assert mf.user_embeddings_.shape == (3, 64)
     assert mf.item_bias_.shape == (3,)
 
 
