@@ -11,7 +11,14 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from sklearn_recsys import EASE, ItemKNN, MatrixFactorization, Popularity
+from sklearn_recsys import (
+    EASE,
+    AttentionRecommender,
+    ItemKNN,
+    LSTMRecommender,
+    MatrixFactorization,
+    Popularity,
+)
 
 # predict on a user x item matrix returns a matrix with the input's pattern
 # (one score per stored entry), not one value per sample; sklearn's sparse
@@ -34,6 +41,8 @@ def _checks_instances():
         Popularity(),
         ItemKNN(),
         EASE(),
+        LSTMRecommender(max_iter=2, random_state=0),
+        AttentionRecommender(max_iter=2, random_state=0),
     ]
 
 
@@ -62,7 +71,10 @@ def _block_matrix(seed=0):
     """Users of block b interact with 5 random items of item block b only.
 
     Known answer: the items a user has not seen in its own block must rank
-    above every item of the other blocks.
+    above every item of the other blocks. Stored values are random in
+    [0.5, 1.5): weights for the factorization models, and the order of each
+    history for the sequence models (so transitions run both ways within a
+    block).
     """
     rng = np.random.RandomState(seed)
     rows, cols = [], []
@@ -72,7 +84,8 @@ def _block_matrix(seed=0):
             rows += [b * USERS_PER_BLOCK + u] * 5
             cols += list(b * ITEMS_PER_BLOCK + items)
     shape = (N_BLOCKS * USERS_PER_BLOCK, N_BLOCKS * ITEMS_PER_BLOCK)
-    return sp.csr_array((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=shape)
+    values = rng.uniform(0.5, 1.5, size=len(rows)).astype(np.float32)
+    return sp.csr_array((values, (rows, cols)), shape=shape)
 
 
 def _recommenders():
@@ -90,6 +103,14 @@ def _recommenders():
         ItemKNN(n_neighbors=10),
         EASE(l2_reg=10.0),
         Popularity(),
+        LSTMRecommender(
+            embedding_dim=16, max_iter=30, batch_size=8, learning_rate_init=0.01,
+            random_state=0,
+        ),
+        AttentionRecommender(
+            embedding_dim=16, max_iter=30, batch_size=8, learning_rate_init=0.01,
+            random_state=0,
+        ),
     ]
 
 
@@ -104,7 +125,7 @@ def _known_answer(est, ids, X, users):
     user's own block; Popularity with the most popular unseen items.
     """
     if isinstance(est, Popularity):
-        counts = np.asarray(X.sum(axis=0)).ravel()
+        counts = np.asarray((X > 0).sum(axis=0)).ravel()
         seen = X.toarray() > 0
         expected = []
         for u, row in zip(users, ids):
@@ -120,7 +141,11 @@ def block_data():
     X = _block_matrix()
     coo = X.tocoo()
     table = pd.DataFrame(
-        {"user": [f"u{r}" for r in coo.row], "item": [f"i{c}" for c in coo.col]}
+        {
+            "user": [f"u{r}" for r in coo.row],
+            "item": [f"i{c}" for c in coo.col],
+            "timestamp": coo.data,
+        }
     )
     return X, table
 
