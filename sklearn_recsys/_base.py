@@ -71,7 +71,7 @@ class BaseRecommender(BaseEstimator):
                 y,
                 user_col=self.user_col,
                 item_col=self.item_col,
-                time_col=getattr(self, "time_col", None),
+                time_col=self._fit_time_col(),
             )
             self._convention = "table"
             for attr in ("n_features_in_", "feature_names_in_"):
@@ -94,6 +94,10 @@ class BaseRecommender(BaseEstimator):
         )
         self._seen.data[:] = 1.0
         return data
+
+    def _fit_time_col(self):
+        """Time column read (and validated) at fit; None when not needed."""
+        return getattr(self, "time_col", None)
 
     def _check_matrix(self, X, *, reset):
         if isinstance(X, (list, tuple)):

@@ -323,6 +323,10 @@ class Popularity(_BaselineRecommender):
         self.item_col = item_col
         self.device = device
 
+    def _fit_time_col(self):
+        # the time column matters only for the time decay
+        return None if self.half_life is None else self.time_col
+
     def _half_life_in_time_units(self, X):
         """``half_life`` as a number in the units of ``data.times``."""
         is_timedelta = isinstance(self.half_life, (datetime.timedelta, np.timedelta64))

@@ -339,3 +339,11 @@ def test_bad_input(Estimator, tiny, table):
         est.recommend([0], k=0)
     with pytest.raises(ValueError, match="users is empty"):
         est.recommend([])
+
+
+def test_popularity_ignores_time_column_without_half_life():
+    X = pd.DataFrame({"user": [1, 2, 3], "item": [1, 1, 2], "timestamp": ["a", "b", "c"]})
+    ids, _ = Popularity().fit(X).recommend([3], k=1)
+    assert ids[0, 0] == 1
+    with pytest.raises(TypeError, match="timestamp"):
+        Popularity(half_life=10.0).fit(X)
