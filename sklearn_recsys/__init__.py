@@ -7,6 +7,7 @@ dense, one row per user), and shares one ``recommend`` API.
 """
 
 from ._baselines import EASE, ItemKNN, Popularity
+from ._cnn import CNNRecommender, ItemContent
 from ._mf import MatrixFactorization
 from ._sequence import AttentionRecommender, LSTMRecommender
 
@@ -14,7 +15,9 @@ __version__ = "0.1.0.dev0"
 
 __all__ = [
     "AttentionRecommender",
+    "CNNRecommender",
     "EASE",
+    "ItemContent",
     "ItemKNN",
     "LSTMRecommender",
     "MatrixFactorization",

@@ -683,7 +683,7 @@ class LSTMRecommender(_SequenceRecommender):
     ----------
     net_ : skorch.NeuralNet
         The fitted network; ``net_.module_`` is an
-        :class:`~sklearn_recsys.nn._sequence.LSTMEncoder`.
+        :class:`~sklearn_recsys.nn.LSTMEncoder`.
     user_ids_ : ndarray of shape (n_users,)
         Raw user ids in index order.
     item_ids_ : ndarray of shape (n_items,)
@@ -831,8 +831,8 @@ class AttentionRecommender(_SequenceRecommender):
     n_heads : int, default=1
         Attention heads per block.
     dropout : float, default=0.3
-        Dropout on the embeddings, the attention weights and the residual
-        branches.
+        Dropout on the embeddings and the residual branches (not on the
+        attention weights).
     loss : {"softmax", "bce"}, default="softmax"
         ``"softmax"``: cross-entropy of the next item over the whole
         catalogue. ``"bce"``: binary cross-entropy of the next item against
@@ -890,7 +890,7 @@ class AttentionRecommender(_SequenceRecommender):
     ----------
     net_ : skorch.NeuralNet
         The fitted network; ``net_.module_`` is a
-        :class:`~sklearn_recsys.nn._sequence.SelfAttentionEncoder`.
+        :class:`~sklearn_recsys.nn.SelfAttentionEncoder`.
     user_ids_ : ndarray of shape (n_users,)
         Raw user ids in index order.
     item_ids_ : ndarray of shape (n_items,)

@@ -14,6 +14,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from sklearn_recsys import (
     EASE,
     AttentionRecommender,
+    CNNRecommender,
     ItemKNN,
     LSTMRecommender,
     MatrixFactorization,
@@ -43,6 +44,8 @@ def _checks_instances():
         EASE(),
         LSTMRecommender(max_iter=2, random_state=0),
         AttentionRecommender(max_iter=2, random_state=0),
+        # click labels must lie in [0, 1]; the checks feed arbitrary floats
+        CNNRecommender(loss="mse", max_iter=2, random_state=0),
     ]
 
 
@@ -110,6 +113,10 @@ def _recommenders():
         AttentionRecommender(
             embedding_dim=16, max_iter=30, batch_size=8, learning_rate_init=0.01,
             random_state=0,
+        ),
+        CNNRecommender(
+            loss="bpr", n_components=4, max_iter=30, batch_size=32,
+            learning_rate_init=0.01, alpha=1e-4, random_state=0,
         ),
     ]
 
