@@ -481,14 +481,14 @@ def fetch_movielens(
     before extraction; a mismatching file is deleted and an ``OSError``
     raised). Downloaded archives are deleted once extracted.
 
-    =================  =========  =======  =======  ===============
-    variant            ratings    users    items    rating values
-    =================  =========  =======  =======  ===============
-    ``"100k"``         100,000    943      1,682    1, 2, ..., 5
-    ``"1m"``           1,000,209  6,040    3,883    1, 2, ..., 5
-    ``"20m"``          20,000,263 138,493  27,278   0.5, 1, ..., 5
-    ``"latest-small"`` 100,836    610      9,742    0.5, 1, ..., 5
-    =================  =========  =======  =======  ===============
+    ==================  ==========  =======  =======  ===============
+    variant             ratings     users    items    rating values
+    ==================  ==========  =======  =======  ===============
+    ``"100k"``          100,000     943      1,682    1, 2, ..., 5
+    ``"1m"``            1,000,209   6,040    3,883    1, 2, ..., 5
+    ``"20m"``           20,000,263  138,493  27,278   0.5, 1, ..., 5
+    ``"latest-small"``  100,836     610      9,742    0.5, 1, ..., 5
+    ==================  ==========  =======  =======  ===============
 
     The MovieLens data may not be redistributed with this package; read
     ``DESCR`` for the terms of use and the citation.

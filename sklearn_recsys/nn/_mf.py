@@ -35,7 +35,7 @@ def _zero_embedding(n, dim=1):
 
 
 class BiasedMF(nn.Module):
-    """Biased matrix factorization ``mu + b_u + b_i + p_u . q_i``.
+    """Biased matrix factorization, ``mu + b_u + b_i + p_u @ q_i``.
 
     Parameters
     ----------
@@ -74,7 +74,20 @@ class BiasedMF(nn.Module):
         return q, b
 
     def item_linear_terms(self, items=None):
-        """``(Q_aug, offset)`` with ``score = user_repr @ Q_aug.T + offset``."""
+        """``(Q_aug, offset)`` with ``score = user_repr @ Q_aug.T + offset``.
+
+        Parameters
+        ----------
+        items : torch.Tensor of int64, default=None
+            Item indices; all items when None.
+
+        Returns
+        -------
+        q_aug : torch.Tensor of shape (..., n_components + 1)
+            Item factors with a column of ones (it multiplies the user bias).
+        offset : torch.Tensor of shape (...)
+            Item bias plus the global offset.
+        """
         q, b = self._item_side(items)
         ones = torch.ones(q.shape[:-1] + (1,), dtype=q.dtype, device=q.device)
         return torch.cat([q, ones], dim=-1), b + self.global_bias
@@ -118,7 +131,9 @@ class NeuMF(nn.Module):
     Parameters
     ----------
     n_users : int
+        Number of users (an extra zero row is added for unknown users).
     n_items : int
+        Number of items (an extra zero row is added for unknown items).
     n_components : int, default=32
         Dimension of the GMF and of the MLP embeddings.
     hidden_layer_sizes : tuple of int, default=(64, 32)
@@ -126,7 +141,9 @@ class NeuMF(nn.Module):
     dropout : float, default=0.0
         Dropout after each hidden layer.
     global_bias : float, default=0.0
+        Initial value of the learned global offset ``mu``.
     init_std : float, default=0.1
+        Standard deviation of the normal initialisation of the embeddings.
     """
 
     def __init__(
