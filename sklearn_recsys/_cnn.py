@@ -20,8 +20,9 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._base import BaseRecommender
 from ._input import IdIndex, check_k, interactions_to_csr
-from ._neural import NeuralRecommenderMixin
-from ._training import NegativeSampler, TensorDataset
+from ._fold_in import fold_in_gradient, fold_in_ridge
+from ._neural import NeuralRecommenderMixin, PairRecommenderMixin
+from ._training import NegativeSampler
 from .nn._cnn import HybridCNN
 
 __all__ = ["CNNRecommender", "ItemContent"]
@@ -292,81 +293,7 @@ def _concat_ids(a, b):
     return np.concatenate([a, b])
 
 
-# Floats of one (users x items) block of scores during fold-in.
-_FOLD_IN_BLOCK = 2**22
-
-
-@torch.no_grad()
-def _fold_in_ridge(q_aug, offset, H, alpha):
-    """Ratings: per-row ridge regression on the frozen item terms.
-
-    Minimises ``sum_obs (x . q_i + c_i - r_i)^2 + alpha n_u |x|^2`` exactly.
-    """
-    device = q_aug.device
-    q_aug, offset = q_aug.double(), offset.double()
-    n, dim = H.shape[0], q_aug.shape[1]
-    counts = torch.as_tensor(np.diff(H.indptr), device=device, dtype=torch.float64)
-    rows = torch.as_tensor(np.repeat(np.arange(n), np.diff(H.indptr)), device=device)
-    cols = torch.as_tensor(H.indices.astype(np.int64), device=device)
-    r = torch.as_tensor(H.data, device=device, dtype=torch.float64) - offset[cols]
-    A = torch.zeros(n, dim, dim, dtype=torch.float64, device=device)
-    b = torch.zeros(n, dim, dtype=torch.float64, device=device)
-    chunk = max(1, _FOLD_IN_BLOCK // (dim * dim))
-    for s in range(0, len(cols), chunk):
-        sl = slice(s, s + chunk)
-        q = q_aug[cols[sl]]
-        A.index_add_(0, rows[sl], q[:, :, None] * q[:, None, :])
-        b.index_add_(0, rows[sl], q * r[sl, None])
-    ridge = alpha * counts + 1e-6
-    A += ridge[:, None, None] * torch.eye(dim, dtype=torch.float64, device=device)
-    return torch.linalg.solve(A, b).float()
-
-
-@torch.enable_grad()
-def _fold_in_logistic(
-    q_aug, offset, H, negatives, *, loss, n_negatives, alpha, n_steps=100, lr=0.05
-):
-    """Implicit feedback: per-row logistic fit on the frozen item terms.
-
-    Observed entries are positives (``"bce"``: labelled by their value;
-    ``"bpr"``: weighted by it); every item of the ``negatives`` mask is a
-    negative with weight ``n_negatives * n_u / n_negatives_items``. Rows are
-    independent and start from zero.
-    """
-    device = q_aug.device
-    q_aug, offset = q_aug.detach().float(), offset.detach().float()
-    n, dim = H.shape[0], q_aug.shape[1]
-    counts = torch.as_tensor(np.diff(H.indptr), device=device, dtype=torch.float32)
-    rows = torch.as_tensor(np.repeat(np.arange(n), np.diff(H.indptr)), device=device)
-    cols = torch.as_tensor(H.indices.astype(np.int64), device=device)
-    values = torch.as_tensor(H.data, device=device, dtype=torch.float32)
-    neg_mask = negatives.float()
-    w0 = n_negatives * counts / max(1.0, float(neg_mask.sum()))
-    softplus = torch.nn.functional.softplus
-    x = torch.zeros(n, dim, device=device, requires_grad=True)
-    optimizer = torch.optim.Adam([x], lr=lr)
-    block = max(1, _FOLD_IN_BLOCK // max(1, len(q_aug)))
-    for _ in range(n_steps):
-        optimizer.zero_grad()
-        for s in range(0, n, block):
-            e = min(n, s + block)
-            xs = x[s:e]
-            scores = torch.addmm(offset[None, :], xs, q_aug.T)
-            sel = (rows >= s) & (rows < e)
-            obs = scores[rows[sel] - s, cols[sel]]
-            v = values[sel]
-            if loss == "bce":
-                value = (v * softplus(-obs) + (1 - v) * softplus(obs)).sum()
-            else:
-                value = (v * softplus(-obs)).sum()
-            value = value + (w0[s:e, None] * neg_mask * softplus(scores)).sum()
-            value = value + alpha * (counts[s:e, None] * xs * xs).sum()
-            value.backward()
-        optimizer.step()
-    return x.detach()
-
-
-class CNNRecommender(NeuralRecommenderMixin, BaseRecommender):
+class CNNRecommender(PairRecommenderMixin, NeuralRecommenderMixin, BaseRecommender):
     """Hybrid recommender scoring items from their images/texts through CNNs.
 
     A (user, item) pair is scored ``p_u . v_i + b_u + c_i + mu``, where the
@@ -634,28 +561,6 @@ class CNNRecommender(NeuralRecommenderMixin, BaseRecommender):
                 "item_content; pass an ItemContent or set use_item_ids=True."
             )
 
-    def _check_targets(self, values):
-        if values is None:
-            if self.loss == "mse":
-                raise ValueError(
-                    "loss='mse' needs explicit targets: pass the ratings as y "
-                    "(or use a user x item matrix whose values are the ratings), "
-                    "or choose loss='bce'/'bpr' for implicit feedback."
-                )
-            return None
-        if self.loss == "bce" and (values.min() < 0 or values.max() > 1):
-            raise ValueError(
-                "loss='bce' needs click labels in [0, 1], got targets in "
-                f"[{values.min():g}, {values.max():g}]. Binarize ratings first "
-                "(e.g. sklearn.preprocessing.Binarizer) or use loss='mse'."
-            )
-        if self.loss == "bpr" and values.min() < 0:
-            raise ValueError(
-                "loss='bpr' needs non-negative interaction weights, got a "
-                f"minimum of {values.min():g}."
-            )
-        return values
-
     def _validate_fit_input(self, X, y):
         """Record the id spaces; the item space also covers content items."""
         data = super()._validate_fit_input(X, y)
@@ -738,30 +643,15 @@ class CNNRecommender(NeuralRecommenderMixin, BaseRecommender):
             The fitted estimator.
         """
         self._check_params()
-        previous = (
-            (self._user_index.ids, self._item_index.ids)
-            if self.warm_start and hasattr(self, "net_")
-            else None
-        )
+        previous = self._previous_ids()
         data = self._validate_fit_input(X, y)
         values = self._check_targets(data.values)
-        if previous is not None and not (
-            np.array_equal(previous[0], self._user_index.ids)
-            and np.array_equal(previous[1], self._item_index.ids)
-        ):
-            raise ValueError(
-                "warm_start=True continues the previous fit and needs the same "
-                "users and items; set warm_start=False to fit new data afresh."
-            )
+        self._check_same_ids(previous)
         seed, device = self._seed_and_device()
-        n_users, n_items = len(self._user_index), len(self._item_index)
-        users = torch.as_tensor(data.users, device=device)
-        items = torch.as_tensor(data.items, device=device)
-        if values is None:  # implicit feedback without targets: unit weights
-            values = np.ones(len(data.users), dtype=np.float32)
-        dataset = TensorDataset(
-            {"users": users, "items": items}, torch.as_tensor(values, device=device)
-        )
+        n_items = len(self._item_index)
+        dataset = self._pair_dataset(data, values, device)
+        users, items = dataset.tensors["users"], dataset.tensors["items"]
+        values = dataset.y.cpu().numpy()
         sampler = None
         trained_items = np.unique(data.items)
         if self.loss != "mse":
@@ -924,11 +814,6 @@ class CNNRecommender(NeuralRecommenderMixin, BaseRecommender):
         finally:
             module.clear_item_cache()
 
-    def _postprocess_scores(self, scores):
-        if self.loss == "bce":
-            return 1.0 / (1.0 + np.exp(-scores))
-        return scores
-
     def _fold_in(self, H):
         """User representations for the rows of a history matrix ``H``.
 
@@ -941,13 +826,15 @@ class CNNRecommender(NeuralRecommenderMixin, BaseRecommender):
         with self._item_cache():
             q_aug, offset = self._module().item_linear_terms()
         if self.loss == "mse":
-            return _fold_in_ridge(q_aug, offset, H, self.alpha)
+            return fold_in_ridge(q_aug, offset, H, self.alpha)
         trained = torch.as_tensor(
             np.asarray(self._seen.sum(axis=0)).ravel() > 0, device=q_aug.device
         )
-        return _fold_in_logistic(
-            q_aug, offset, H, trained, loss=self.loss,
-            n_negatives=self.n_negatives, alpha=self.alpha,
+        q_aug, offset = q_aug.detach(), offset.detach()
+        return fold_in_gradient(
+            lambda x: torch.addmm(offset[None, :], x, q_aug.T),
+            q_aug.shape[1], len(offset), H, device=q_aug.device, loss=self.loss,
+            alpha=self.alpha, n_negatives=self.n_negatives, negatives=trained,
         )
 
     def predict(self, X):

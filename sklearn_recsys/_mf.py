@@ -9,12 +9,13 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import BaseRecommender
-from ._neural import NeuralRecommenderMixin
-from ._training import NegativeSampler, TensorDataset
+from ._fold_in import fold_in_gradient, fold_in_ridge
+from ._neural import NeuralRecommenderMixin, PairRecommenderMixin, frozen
+from ._training import NegativeSampler
 from .nn import BiasedMF, NeuMF
 
 
-class MatrixFactorization(NeuralRecommenderMixin, BaseRecommender):
+class MatrixFactorization(PairRecommenderMixin, NeuralRecommenderMixin, BaseRecommender):
     """Matrix factorization recommender trained with PyTorch through skorch.
 
     Biased MF scores a (user, item) pair as
@@ -219,28 +220,6 @@ class MatrixFactorization(NeuralRecommenderMixin, BaseRecommender):
                 f"integers, got {sizes!r}."
             )
 
-    def _check_targets(self, values):
-        if values is None:
-            if self.loss == "mse":
-                raise ValueError(
-                    "loss='mse' needs explicit targets: pass the ratings as y "
-                    "(or use a user x item matrix whose values are the ratings), "
-                    "or choose loss='bce'/'bpr' for implicit feedback."
-                )
-            return None
-        if self.loss == "bce" and (values.min() < 0 or values.max() > 1):
-            raise ValueError(
-                "loss='bce' needs click labels in [0, 1], got targets in "
-                f"[{values.min():g}, {values.max():g}]. Binarize ratings first "
-                "(e.g. sklearn.preprocessing.Binarizer) or use loss='mse'."
-            )
-        if self.loss == "bpr" and values.min() < 0:
-            raise ValueError(
-                "loss='bpr' needs non-negative interaction weights, got a "
-                f"minimum of {values.min():g}."
-            )
-        return values
-
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Fit the factorization.
@@ -260,34 +239,19 @@ class MatrixFactorization(NeuralRecommenderMixin, BaseRecommender):
             The fitted estimator.
         """
         self._check_params()
-        previous = (
-            (self._user_index.ids, self._item_index.ids)
-            if self.warm_start and hasattr(self, "net_")
-            else None
-        )
+        previous = self._previous_ids()
         data = self._validate_fit_input(X, y)
         values = self._check_targets(data.values)
-        if previous is not None and not (
-            np.array_equal(previous[0], self._user_index.ids)
-            and np.array_equal(previous[1], self._item_index.ids)
-        ):
-            raise ValueError(
-                "warm_start=True continues the previous fit and needs the same "
-                "users and items; set warm_start=False to fit new data afresh."
-            )
+        self._check_same_ids(previous)
         seed, device = self._seed_and_device()
         n_users, n_items = len(self._user_index), len(self._item_index)
-        users = torch.as_tensor(data.users, device=device)
-        items = torch.as_tensor(data.items, device=device)
-        if values is None:  # implicit feedback without targets: unit weights
-            values = np.ones(len(data.users), dtype=np.float32)
-        y_t = torch.as_tensor(values, device=device)
-        dataset = TensorDataset({"users": users, "items": items}, y_t)
+        dataset = self._pair_dataset(data, values, device)
         sampler = None
         if self.loss != "mse":
+            users, items = dataset.tensors["users"], dataset.tensors["items"]
             keys = torch.unique(users * n_items + items)  # sorted
             sampler = NegativeSampler(keys, n_items, self.n_negatives)
-        mean = float(values.mean()) if self.loss == "mse" else 0.0
+        mean = float(dataset.y.mean()) if self.loss == "mse" else 0.0
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             if self.architecture == "dot":
@@ -321,11 +285,6 @@ class MatrixFactorization(NeuralRecommenderMixin, BaseRecommender):
             elif name.startswith("item_") and len(cold_items):
                 emb.weight[torch.as_tensor(cold_items, device=emb.weight.device)] = 0
 
-    def _postprocess_scores(self, scores):
-        if self.loss == "bce":
-            return 1.0 / (1.0 + np.exp(-scores))
-        return scores
-
     def _factors_of(self, reprs):
         if self.architecture == "neumf":
             return reprs[:, : self.n_components]
@@ -334,106 +293,37 @@ class MatrixFactorization(NeuralRecommenderMixin, BaseRecommender):
     # -- fold-in -------------------------------------------------------------
 
     def _fold_in(self, H):
-        """User representations for the rows of a history matrix ``H``."""
+        """User representations for the rows of a history matrix ``H``.
+
+        Ratings with the dot architecture: exact ridge regression on the
+        frozen item factors (:func:`~sklearn_recsys._fold_in.fold_in_ridge`).
+        Otherwise: full-batch Adam on the model's own objective with the item
+        side frozen (:func:`~sklearn_recsys._fold_in.fold_in_gradient`).
+        """
         module = self._module()
         module.eval()
-        if self.loss == "mse" and hasattr(module, "item_linear_terms"):
-            return self._fold_in_closed_form(module, H)
-        return self._fold_in_gradient(module, H)
-
-    def _fold_in_targets(self, H):
-        values = H.data.astype(np.float32)
-        if self.loss == "mse":
-            return np.ones_like(values), values
-        if self.loss == "bce":
-            return np.ones_like(values), values
-        return values, np.ones_like(values)  # bpr: values are weights
-
-    @torch.no_grad()
-    def _fold_in_closed_form(self, module, H):
-        """Ratings: ridge regression of each row on the frozen item factors.
-
-        Minimises ``sum_obs (x . q_i + c_i - r_i)^2 + alpha n_u |x|^2`` per
-        user (``x`` = factors and bias, ``c_i`` = item bias + global mean):
-        the objective training optimises for that user, solved exactly.
-        """
+        alpha = self._resolved_alpha()
         device = self._device()
-        q_aug, offset = module.item_linear_terms()
-        q_aug, offset = q_aug.double(), offset.double()
-        n, dim = H.shape[0], q_aug.shape[1]
-        counts = torch.as_tensor(np.diff(H.indptr), device=device, dtype=torch.float64)
-        rows = torch.as_tensor(np.repeat(np.arange(n), np.diff(H.indptr)), device=device)
-        cols = torch.as_tensor(H.indices.astype(np.int64), device=device)
-        r = torch.as_tensor(H.data, device=device, dtype=torch.float64) - offset[cols]
-        A = torch.zeros(n, dim, dim, dtype=torch.float64, device=device)
-        b = torch.zeros(n, dim, dtype=torch.float64, device=device)
-        chunk = max(1, _OUTER_BLOCK // (dim * dim))
-        for s in range(0, len(cols), chunk):
-            sl = slice(s, s + chunk)
-            q = q_aug[cols[sl]]
-            A.index_add_(0, rows[sl], q[:, :, None] * q[:, None, :])
-            b.index_add_(0, rows[sl], q * r[sl, None])
-        ridge = self._resolved_alpha() * counts + 1e-6
-        A += ridge[:, None, None] * torch.eye(dim, dtype=torch.float64, device=device)
-        x = torch.linalg.solve(A, b)
-        return x.float()
+        if self.architecture == "dot":
+            with torch.no_grad():
+                q_aug, offset = module.item_linear_terms()
+            if self.loss == "mse":
+                return fold_in_ridge(q_aug, offset, H, alpha)
 
-    @torch.enable_grad()
-    def _fold_in_gradient(self, module, H, n_steps=100, lr=0.05):
-        """Fold-in by full-batch Adam on the user representation.
+            def score_all(x):
+                return torch.addmm(offset[None, :], x, q_aug.T)
 
-        Used for implicit losses (scores have no calibrated scale, so the
-        model's own logistic objective, item offsets included, is
-        optimised) and for NeuMF.
-
-        Each row's loss depends on its own parameters only, so rows are
-        independent. Ratings: squared error on the observed entries;
-        implicit: weighted logistic loss, observed entries positive and every
-        item negative with weight ``n_negatives * n_u / n_items``.
-        """
-        device = self._device()
-        n = H.shape[0]
-        dim = module.user_representation(
-            torch.zeros(1, dtype=torch.long, device=device)
-        ).shape[1]
-        weights, targets = self._fold_in_targets(H)
-        counts = torch.as_tensor(np.diff(H.indptr), device=device, dtype=torch.float32)
-        rows = torch.as_tensor(np.repeat(np.arange(n), np.diff(H.indptr)), device=device)
-        cols = torch.as_tensor(H.indices.astype(np.int64), device=device)
-        w = torch.as_tensor(weights, device=device)
-        t = torch.as_tensor(targets, device=device)
-        n_items = len(self._item_index)
-        params = [p.requires_grad for p in module.parameters()]
-        for p in module.parameters():
-            p.requires_grad_(False)
-        # zero start: each row's result depends on its own history only
-        x = torch.zeros(n, dim, device=device, requires_grad=True)
-        optimizer = torch.optim.Adam([x], lr=lr)
-        block = self._user_block(n_items)
-        try:
-            for _ in range(n_steps):
-                optimizer.zero_grad()
-                for s in range(0, n, block):
-                    e = min(n, s + block)
-                    xs = x[s:e]
-                    scores = module.score_all(xs)
-                    sel = (rows >= s) & (rows < e)
-                    obs = scores[rows[sel] - s, cols[sel]]
-                    if self.loss == "mse":
-                        loss = (w[sel] * (obs - t[sel]) ** 2).sum()
-                    else:
-                        w0 = self.n_negatives * counts[s:e] / n_items
-                        loss = (w[sel] * torch.nn.functional.softplus(-obs)).sum()
-                        loss = loss + (
-                            w0[:, None] * torch.nn.functional.softplus(scores)
-                        ).sum()
-                    loss = loss + self._resolved_alpha() * (counts[s:e, None] * xs * xs).sum()
-                    loss.backward()
-                optimizer.step()
-        finally:
-            for p, flag in zip(module.parameters(), params):
-                p.requires_grad_(flag)
-        return x.detach()
+            dim = q_aug.shape[1]
+        else:
+            score_all = module.score_all
+            dim = module.user_representation(
+                torch.zeros(1, dtype=torch.long, device=device)
+            ).shape[1]
+        with frozen(module):
+            return fold_in_gradient(
+                score_all, dim, len(self._item_index), H, device=device,
+                loss=self.loss, alpha=alpha, n_negatives=self.n_negatives,
+            )
 
     # -- fitted parameters as numpy --------------------------------------------
 
@@ -467,5 +357,3 @@ class MatrixFactorization(NeuralRecommenderMixin, BaseRecommender):
         check_is_fitted(self, "net_")
         return float(self._module().global_bias.detach().cpu())
 
-
-_OUTER_BLOCK = 2**22

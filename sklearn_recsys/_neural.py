@@ -1,11 +1,13 @@
 """Training knobs and the skorch fit shared by the neural recommenders."""
 
 import numbers
+from contextlib import contextmanager
 
+import numpy as np
 import torch
 from sklearn.utils._param_validation import Interval
 
-from ._training import build_net
+from ._training import TensorDataset, build_net
 
 
 class NeuralRecommenderMixin:
@@ -104,3 +106,79 @@ class NeuralRecommenderMixin:
         )
         self.n_iter_ = len(history)
         return net
+
+
+@contextmanager
+def frozen(module):
+    """Temporarily stop gradients into ``module``'s parameters."""
+    flags = [p.requires_grad for p in module.parameters()]
+    for p in module.parameters():
+        p.requires_grad_(False)
+    try:
+        yield module
+    finally:
+        for p, flag in zip(module.parameters(), flags):
+            p.requires_grad_(flag)
+
+
+class PairRecommenderMixin:
+    """Shared by recommenders trained on (user, item, target) rows (MF, CNN).
+
+    ``loss`` is one of ``"mse"`` (ratings), ``"bce"`` (click labels in
+    [0, 1], sampled negatives labelled 0) or ``"bpr"`` (non-negative
+    weights, pairwise against sampled negatives).
+    """
+
+    def _check_targets(self, values):
+        """Targets of the rows, validated for ``loss`` (unit weights if none)."""
+        if values is None:
+            if self.loss == "mse":
+                raise ValueError(
+                    "loss='mse' needs explicit targets: pass the ratings as y "
+                    "(or use a user x item matrix whose values are the ratings), "
+                    "or choose loss='bce'/'bpr' for implicit feedback."
+                )
+            return None
+        if self.loss == "bce" and (values.min() < 0 or values.max() > 1):
+            raise ValueError(
+                "loss='bce' needs click labels in [0, 1], got targets in "
+                f"[{values.min():g}, {values.max():g}]. Binarize ratings first "
+                "(e.g. sklearn.preprocessing.Binarizer) or use loss='mse'."
+            )
+        if self.loss == "bpr" and values.min() < 0:
+            raise ValueError(
+                "loss='bpr' needs non-negative interaction weights, got a "
+                f"minimum of {values.min():g}."
+            )
+        return values
+
+    def _previous_ids(self):
+        """Id spaces of the fit a ``warm_start`` fit continues, else None."""
+        if self.warm_start and hasattr(self, "net_"):
+            return self._user_index.ids, self._item_index.ids
+        return None
+
+    def _check_same_ids(self, previous):
+        if previous is not None and not (
+            np.array_equal(previous[0], self._user_index.ids)
+            and np.array_equal(previous[1], self._item_index.ids)
+        ):
+            raise ValueError(
+                "warm_start=True continues the previous fit and needs the same "
+                "users and items; set warm_start=False to fit new data afresh."
+            )
+
+    def _pair_dataset(self, data, values, device):
+        """Device tensors of the rows; implicit rows without targets weigh 1."""
+        if values is None:
+            values = np.ones(len(data.users), dtype=np.float32)
+        users = torch.as_tensor(data.users, device=device)
+        items = torch.as_tensor(data.items, device=device)
+        return TensorDataset(
+            {"users": users, "items": items}, torch.as_tensor(values, device=device)
+        )
+
+    def _postprocess_scores(self, scores):
+        if self.loss == "bce":
+            return 1.0 / (1.0 + np.exp(-scores))
+        return scores

@@ -1,0 +1,147 @@
+"""Fold-in: user representations for new users from their histories.
+
+The item side of a fitted model stays frozen; each history row is fitted on
+its own entries, so rows are independent (sklearn's subset and sample-order
+invariance hold) and no refit is needed.
+"""
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+# Floats of one (users x items) block of scores, and of one block of outer
+# products, during fold-in.
+_BLOCK = 2**22
+
+
+def _row_index(H, device):
+    counts = np.diff(H.indptr)
+    rows = torch.as_tensor(np.repeat(np.arange(H.shape[0]), counts), device=device)
+    cols = torch.as_tensor(H.indices.astype(np.int64), device=device)
+    return torch.as_tensor(counts, device=device), rows, cols
+
+
+@torch.no_grad()
+def fold_in_ridge(q_aug, offset, H, alpha):
+    """Ratings: exact per-row ridge regression on linear item terms.
+
+    Minimises ``sum_obs (x . q_i + c_i - r_i)^2 + alpha n_u |x|^2`` for each
+    row ``u`` of ``H`` -- the objective training optimises for that user --
+    where ``score = x . q_i + c_i`` (``q_aug``: item factors augmented with a
+    column of ones for the user bias, ``offset``: item bias + global mean).
+
+    Parameters
+    ----------
+    q_aug : torch.Tensor of shape (n_items, dim)
+    offset : torch.Tensor of shape (n_items,)
+    H : scipy.sparse.csr_array of shape (n_users, n_items)
+        Ratings of the users to fold in.
+    alpha : float
+        L2 weight per interaction.
+
+    Returns
+    -------
+    x : torch.Tensor of shape (n_users, dim), float32
+    """
+    device = q_aug.device
+    q_aug, offset = q_aug.detach().double(), offset.detach().double()
+    n, dim = H.shape[0], q_aug.shape[1]
+    counts, rows, cols = _row_index(H, device)
+    r = torch.as_tensor(H.data, device=device, dtype=torch.float64) - offset[cols]
+    A = torch.zeros(n, dim, dim, dtype=torch.float64, device=device)
+    b = torch.zeros(n, dim, dtype=torch.float64, device=device)
+    chunk = max(1, _BLOCK // (dim * dim))
+    for s in range(0, len(cols), chunk):
+        sl = slice(s, s + chunk)
+        q = q_aug[cols[sl]]
+        A.index_add_(0, rows[sl], q[:, :, None] * q[:, None, :])
+        b.index_add_(0, rows[sl], q * r[sl, None])
+    ridge = alpha * counts.double() + 1e-6
+    A += ridge[:, None, None] * torch.eye(dim, dtype=torch.float64, device=device)
+    return torch.linalg.solve(A, b).float()
+
+
+@torch.enable_grad()
+def fold_in_gradient(
+    score_all,
+    dim,
+    n_items,
+    H,
+    *,
+    device,
+    loss,
+    alpha,
+    n_negatives=4,
+    negatives=None,
+    n_steps=100,
+    lr=0.05,
+):
+    """Per-row fit of user representations by full-batch Adam.
+
+    Optimises the model's own objective with the item side frozen:
+
+    * ``"mse"``: squared error on the observed entries;
+    * ``"bce"``: logistic loss, observed entries labelled by their value;
+    * ``"bpr"``: logistic loss, observed entries positive, weighted by their
+      value (BPR scores have no calibrated scale, so the pointwise logistic
+      surrogate is used).
+
+    For the implicit losses every item of ``negatives`` (all items when None)
+    is a negative with weight ``n_negatives * n_u / n_negative_items``, the
+    weight sampled negatives give each item during training. The L2 term is
+    ``alpha n_u |x|^2``. Rows start from zero and are independent.
+
+    Parameters
+    ----------
+    score_all : callable
+        ``score_all(x) -> (B, n_items)`` scores of user representations.
+    dim : int
+        Width of a user representation.
+    n_items : int
+    H : scipy.sparse.csr_array of shape (n_users, n_items)
+    device : torch.device
+        Where ``score_all`` computes.
+    loss : {"mse", "bce", "bpr"}
+    alpha : float
+    n_negatives : int, default=4
+    negatives : torch.Tensor of shape (n_items,), dtype bool, default=None
+    n_steps : int, default=100
+    lr : float, default=0.05
+
+    Returns
+    -------
+    x : torch.Tensor of shape (n_users, dim)
+    """
+    n = H.shape[0]
+    block = max(1, _BLOCK // max(1, n_items))
+    counts, rows, cols = _row_index(H, device)
+    counts = counts.float()
+    values = torch.as_tensor(H.data, device=device, dtype=torch.float32)
+    if negatives is None:
+        neg_mask = torch.ones(n_items, device=device)
+    else:
+        neg_mask = negatives.float()
+    w0 = n_negatives * counts / max(1.0, float(neg_mask.sum()))
+    x = torch.zeros(n, dim, device=device, requires_grad=True)
+    optimizer = torch.optim.Adam([x], lr=lr)
+    for _ in range(n_steps):
+        optimizer.zero_grad()
+        for s in range(0, n, block):
+            e = min(n, s + block)
+            xs = x[s:e]
+            scores = score_all(xs)
+            sel = (rows >= s) & (rows < e)
+            obs = scores[rows[sel] - s, cols[sel]]
+            v = values[sel]
+            if loss == "mse":
+                value = ((obs - v) ** 2).sum()
+            else:
+                if loss == "bce":
+                    value = (v * F.softplus(-obs) + (1 - v) * F.softplus(obs)).sum()
+                else:
+                    value = (v * F.softplus(-obs)).sum()
+                value = value + (w0[s:e, None] * neg_mask * F.softplus(scores)).sum()
+            value = value + alpha * (counts[s:e, None] * xs * xs).sum()
+            value.backward()
+        optimizer.step()
+    return x.detach()
