@@ -363,6 +363,10 @@ class BaseRecommender(BaseEstimator):
         if is_table(users) or sp.issparse(users) or getattr(users, "ndim", 1) == 2:
             H, _ = self._histories(users)
             return self._fold_in(H), H
+        return self._known_user_reprs(users)
+
+    def _known_user_reprs(self, users):
+        """Representations and seen items of users given by their raw ids."""
         users = _check_users_1d(users)
         idx = self._map_users(users)
         reprs = self._known_user_repr(idx)

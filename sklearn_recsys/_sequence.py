@@ -31,7 +31,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 from torch.nn import functional as F
 
-from ._base import _SCORE_BLOCK, BaseRecommender, _check_users_1d
+from ._base import _SCORE_BLOCK, BaseRecommender
 from ._input import IdIndex, is_table, table_to_interactions
 from ._neural import NeuralRecommenderMixin
 from ._training import NegativeSampler, TensorDataset
@@ -464,14 +464,7 @@ class _SequenceRecommender(NeuralRecommenderMixin, BaseRecommender):
         ):
             flat, indptr, _ = self._histories_of(users, id_lists=True)
             return self._encode(flat, indptr), self._seen_of(flat, indptr)
-        users = _check_users_1d(users)
-        idx = self._map_users(users)
-        reprs = self._known_user_repr(idx)
-        seen = sp.vstack(
-            [self._seen, sp.csr_array((1, self._seen.shape[1]), dtype=np.float32)],
-            format="csr",
-        )[idx]
-        return reprs, seen
+        return self._known_user_reprs(users)
 
     # -- scoring -----------------------------------------------------------------
 

@@ -23,6 +23,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ._mf import _embedding, _zero_embedding
+
 __all__ = ["ImageCNN", "TextCNN", "HybridCNN"]
 
 # Items whose content is encoded at once when all item vectors are computed.
@@ -116,20 +118,6 @@ class TextCNN(nn.Module):
             valid = F.max_pool1d(F.pad(real, (p, p)), p + 1, stride=1)  # (B, 1, L + p)
             feats.append((h * valid).amax(dim=2))
         return torch.cat(feats, dim=1)
-
-
-def _embedding(n, dim, init_std):
-    emb = nn.Embedding(n + 1, dim, padding_idx=n)
-    nn.init.normal_(emb.weight, std=init_std)
-    with torch.no_grad():
-        emb.weight[n].zero_()
-    return emb
-
-
-def _zero_embedding(n, dim=1):
-    emb = nn.Embedding(n + 1, dim, padding_idx=n)
-    nn.init.zeros_(emb.weight)
-    return emb
 
 
 def channel_stats(images, block=_CONTENT_BLOCK):
