@@ -95,6 +95,9 @@ class BaseRecommender(BaseEstimator):
         self._seen.data[:] = 1.0
         return data
 
+    # dtype of the validated user x item matrix
+    _matrix_dtype = np.float32
+
     def _fit_time_col(self):
         """Time column read (and validated) at fit; None when not needed."""
         return getattr(self, "time_col", None)
@@ -117,7 +120,7 @@ class BaseRecommender(BaseEstimator):
             dtype=[np.float32, np.float64],
             ensure_all_finite=True,
         )
-        X = sp.csr_array(X, dtype=np.float32)
+        X = sp.csr_array(X, dtype=self._matrix_dtype)
         X.sum_duplicates()
         X.sort_indices()
         if not reset and X.shape[1] != len(self._item_index):
@@ -370,10 +373,11 @@ class BaseRecommender(BaseEstimator):
         users = _check_users_1d(users)
         idx = self._map_users(users)
         reprs = self._known_user_repr(idx)
-        seen = sp.vstack(
-            [self._seen, sp.csr_array((1, self._seen.shape[1]), dtype=np.float32)],
-            format="csr",
-        )[idx]
+        known = idx < self._seen.shape[0]
+        seen = self._seen[np.where(known, idx, 0)]
+        if not known.all():  # unknown users (fallback row) have seen nothing
+            seen = sp.csr_array(seen.multiply(known[:, None].astype(np.float32)))
+            seen.eliminate_zeros()
         return reprs, seen
 
     @torch.no_grad()

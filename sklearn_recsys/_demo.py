@@ -154,6 +154,12 @@ def run_demo(
     candidates = _models(device, seed, quick, item_ids, images)
     if models:
         wanted = {m.lower() for m in models}
+        known = {n.split()[0].lower() for n, _ in candidates}
+        if wanted - known:
+            raise ValueError(
+                f"Unknown model name(s) {sorted(wanted - known)}; choose among "
+                f"{sorted(known)}."
+            )
         candidates = [(n, e) for n, e in candidates if n.split()[0].lower() in wanted]
     results, curves = [], {}
     bar = tqdm(candidates, desc="models", disable=not progress)

@@ -73,6 +73,7 @@ def fold_in_gradient(
     alpha,
     n_negatives=4,
     negatives=None,
+    cost=1,
     n_steps=100,
     lr=0.05,
 ):
@@ -105,6 +106,9 @@ def fold_in_gradient(
     alpha : float
     n_negatives : int, default=4
     negatives : torch.Tensor of shape (n_items,), dtype bool, default=None
+    cost : int, default=1
+        Floats ``score_all`` keeps per (user, item) pair (e.g. NeuMF's first
+        hidden width); bounds the block of users scored at once.
     n_steps : int, default=100
     lr : float, default=0.05
 
@@ -113,7 +117,7 @@ def fold_in_gradient(
     x : torch.Tensor of shape (n_users, dim)
     """
     n = H.shape[0]
-    block = max(1, _BLOCK // max(1, n_items))
+    block = max(1, _BLOCK // max(1, n_items * cost))
     counts, rows, cols = _row_index(H, device)
     counts = counts.float()
     values = torch.as_tensor(H.data, device=device, dtype=torch.float32)

@@ -192,7 +192,7 @@ def matrix_to_interactions(X):
     return Interactions(
         users=coo.row.astype(np.int64),
         items=coo.col.astype(np.int64),
-        values=coo.data.astype(np.float32),
+        values=coo.data,  # float32, or float64 where a model keeps order keys
         n_rows=X.shape[0],
     )
 

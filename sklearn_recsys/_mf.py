@@ -323,6 +323,7 @@ class MatrixFactorization(PairRecommenderMixin, NeuralRecommenderMixin, BaseReco
             return fold_in_gradient(
                 score_all, dim, len(self._item_index), H, device=device,
                 loss=self.loss, alpha=alpha, n_negatives=self.n_negatives,
+                cost=getattr(module, "score_cost", 1),
             )
 
     # -- fitted parameters as numpy --------------------------------------------

@@ -4,7 +4,9 @@ import numbers
 from contextlib import contextmanager
 
 import numpy as np
+import pandas as pd
 import torch
+from scipy.special import expit
 from sklearn.utils._param_validation import Interval
 
 from ._training import TensorDataset, build_net
@@ -29,6 +31,32 @@ class NeuralRecommenderMixin:
 
     def _module(self):
         return self.net_.module_
+
+    _FIT_STATE = ("_user_index", "_item_index", "_seen", "_convention", "n_features_in_")
+
+    def _previous_ids(self):
+        """Snapshot of the id spaces a ``warm_start`` fit continues, else None."""
+        if self.warm_start and hasattr(self, "net_"):
+            return {a: getattr(self, a) for a in self._FIT_STATE if hasattr(self, a)}
+        return None
+
+    def _check_same_ids(self, previous):
+        """A warm start needs the previous id spaces; else restore and raise."""
+        if previous is None:
+            return
+        if not (
+            np.array_equal(previous["_user_index"].ids, self._user_index.ids)
+            and np.array_equal(previous["_item_index"].ids, self._item_index.ids)
+        ):
+            for attr in self._FIT_STATE:
+                if attr in previous:
+                    setattr(self, attr, previous[attr])
+                elif hasattr(self, attr):
+                    delattr(self, attr)
+            raise ValueError(
+                "warm_start=True continues the previous fit and needs the same "
+                "users and items; set warm_start=False to fit new data afresh."
+            )
 
     def _resolved_alpha(self):
         """The L2 weight to train with (estimators may resolve ``"auto"``)."""
@@ -72,6 +100,8 @@ class NeuralRecommenderMixin:
                 vars(net).update(
                     iterator_train__seed=seed + offset,
                     iterator_valid__seed=seed + offset + 1,
+                    iterator_train__batch_transform=batch_transform,
+                    iterator_valid__batch_transform=batch_transform,
                 )
                 if train_split != "per_user" and self.early_stopping:
                     net.set_params(train_split=train_split)
@@ -152,21 +182,14 @@ class PairRecommenderMixin:
             )
         return values
 
-    def _previous_ids(self):
-        """Id spaces of the fit a ``warm_start`` fit continues, else None."""
-        if self.warm_start and hasattr(self, "net_"):
-            return self._user_index.ids, self._item_index.ids
-        return None
-
-    def _check_same_ids(self, previous):
-        if previous is not None and not (
-            np.array_equal(previous[0], self._user_index.ids)
-            and np.array_equal(previous[1], self._item_index.ids)
-        ):
+    def _histories(self, X):
+        if self.loss == "mse" and isinstance(X, pd.DataFrame):
             raise ValueError(
-                "warm_start=True continues the previous fit and needs the same "
-                "users and items; set warm_start=False to fit new data afresh."
+                "loss='mse' folds new users in from their ratings, which an "
+                "interaction table of histories does not carry; pass a user x "
+                "item matrix of ratings (columns = item_ids_) instead."
             )
+        return super()._histories(X)
 
     def _pair_dataset(self, data, values, device):
         """Device tensors of the rows; implicit rows without targets weigh 1."""
@@ -180,5 +203,5 @@ class PairRecommenderMixin:
 
     def _postprocess_scores(self, scores):
         if self.loss == "bce":
-            return 1.0 / (1.0 + np.exp(-scores))
+            return expit(scores)
         return scores

@@ -236,6 +236,10 @@ def _is_history_list(X):
 class _SequenceRecommender(NeuralRecommenderMixin, BaseRecommender):
     """Shared fit, history handling and scoring of the sequential models."""
 
+    # matrix values give the order: keep float64 so that nearby Unix
+    # timestamps stay distinct (float32 steps are 128 s around 1.7e9)
+    _matrix_dtype = np.float64
+
     _parameter_constraints = {
         **BaseRecommender._parameter_constraints,
         **NeuralRecommenderMixin._training_constraints,
@@ -278,20 +282,9 @@ class _SequenceRecommender(NeuralRecommenderMixin, BaseRecommender):
             The fitted estimator.
         """
         self._check_params()
-        previous = (
-            (self._user_index.ids, self._item_index.ids)
-            if self.warm_start and hasattr(self, "net_")
-            else None
-        )
+        previous = self._previous_ids()
         data = self._validate_fit_input(X, y)
-        if previous is not None and not (
-            np.array_equal(previous[0], self._user_index.ids)
-            and np.array_equal(previous[1], self._item_index.ids)
-        ):
-            raise ValueError(
-                "warm_start=True continues the previous fit and needs the same "
-                "users and items; set warm_start=False to fit new data afresh."
-            )
+        self._check_same_ids(previous)
         n_users, n_items = len(self._user_index), len(self._item_index)
         self._history_items, self._history_indptr = order_histories(
             data.users, data.items, self._order_keys(data), n_users

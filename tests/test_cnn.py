@@ -324,9 +324,17 @@ def test_ratings_with_content(small):
     est.fit(X, y)
     assert est.predict(X).shape == (len(X),)
     assert est.score(X, y) <= 0  # negative RMSE
-    hist = X[X["user"] < 3].assign(user=lambda d: d["user"] + 100)
-    ids, _ = est.recommend(hist, k=2, items=[6, 7, 0])
-    assert ids.shape == (hist["user"].nunique(), 2)
+    # new users' ratings fold in from a user x item matrix (columns = item_ids_)
+    mask = (X["user"] < 3).to_numpy()
+    hist = X[mask]
+    cols = np.searchsorted(est.item_ids_, hist["item"].to_numpy())
+    H = sp.csr_array(
+        (y[mask], (hist["user"].to_numpy(), cols)), shape=(3, len(est.item_ids_))
+    )
+    ids, _ = est.recommend(H, k=2, items=[6, 7, 0])
+    assert ids.shape == (3, 2)
+    with pytest.raises(ValueError, match="folds new users in from their ratings"):
+        est.recommend(hist.assign(user=hist["user"] + 100), k=2)
 
 
 def test_id_only_matrix_convention():

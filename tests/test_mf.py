@@ -417,3 +417,34 @@ def test_cuda_matches_cpu(implicit):
     assert ids.shape == (2, 5)
     cpu_rmse = _rmse(MatrixFactorization(**params).fit(df, y).predict(df), y)
     assert _rmse(gpu.predict(df), y) == pytest.approx(cpu_rmse, rel=0.2)
+
+
+def test_rejected_warm_start_keeps_the_fitted_model(implicit):
+    df, _ = implicit
+    mf = MatrixFactorization(loss="bpr", max_iter=1, warm_start=True, random_state=0)
+    mf.fit(df)
+    before = mf.recommend([0, 1], k=3)
+    with pytest.raises(ValueError, match="same users and items"):
+        mf.fit(df.assign(user=df["user"] + 1000))
+    np.testing.assert_array_equal(mf.recommend([0, 1], k=3)[0], before[0])
+    assert len(mf.user_ids_) == mf.net_.module_.n_users
+
+
+def test_ratings_fold_in_needs_a_matrix(explicit):
+    X_tr, _, y_tr, _ = explicit
+    mf = MatrixFactorization(n_components=4, max_iter=2, random_state=0).fit(X_tr, y_tr)
+    with pytest.raises(ValueError, match="loss='mse' folds new users in from their ratings"):
+        mf.transform(X_tr.iloc[:5])
+
+
+def test_scorer_on_matrix_for_table_fitted_model_with_raw_ids():
+    from sklearn.utils import check_random_state
+
+    rng = np.random.RandomState(0)
+    users, items = rng.randint(0, 60, 600), rng.randint(0, 30, 600)
+    table = pd.DataFrame({"user": users, "item": items + 100}).drop_duplicates()
+    mf = MatrixFactorization(loss="bpr", max_iter=2, random_state=0).fit(table)
+    cols = mf._item_index.transform(table["item"].to_numpy())
+    M = sp.csr_array((np.ones(len(table)), (table["user"], cols)), shape=(60, 30))
+    scorer = make_ranking_scorer("hit_rate", random_state=check_random_state(0))
+    assert 0 <= scorer(mf, M) <= 1

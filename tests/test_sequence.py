@@ -383,3 +383,10 @@ def test_cuda_matches_the_api(small, cls):
     assert ids.shape == (2, 3) and np.isfinite(scores).all()
     assert model.predict(small.head(5)).shape == (5,)
     assert model.transform(small.head(5)).shape[1] == 16
+
+
+def test_matrix_order_keeps_nearby_unix_timestamps_apart():
+    t = 1.7e9
+    X = np.array([[t, t + 10, t + 5, 0.0], [t, t + 1, t + 2, t + 3]])
+    est = LSTMRecommender(max_iter=1, random_state=0).fit(X)
+    assert est._history_items[: est._history_indptr[1]].tolist() == [0, 2, 1]

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from sklearn.pipeline import Pipeline
+from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 
 from ._ranking import _METRICS, _per_user_metric_from_topk
@@ -45,7 +46,7 @@ def split_rows(H, holdout_fraction, random_state=0):
     H = sp.csr_array(H)
     H.sort_indices()
     counts = np.diff(H.indptr)
-    rng = np.random.RandomState(random_state)
+    rng = check_random_state(random_state)
     rows = np.repeat(np.arange(H.shape[0]), counts)
     order = np.lexsort((rng.rand(H.nnz), rows))
     rank = np.empty(H.nnz, dtype=np.int64)
@@ -150,7 +151,9 @@ def ranking_score(
         rec_ids, rec_scores = estimator.recommend(
             fold_in[rows], k=k, exclude_seen=exclude_seen
         )
-        topk = rec_ids.astype(np.int64)
+        # raw item ids back to column positions (ids of a table-fitted model
+        # need not be 0..n_items-1)
+        topk = estimator._item_index.transform(rec_ids.ravel()).reshape(rec_ids.shape)
         rel = sp.csr_array(held_out[rows])
     topk = np.where(np.isneginf(rec_scores), -1, topk)
     values = _per_user_metric_from_topk(metric, topk, rel, k)
