@@ -1,0 +1,483 @@
+"""Peers side by side on MovieLens-100K: sklearn_recsys against Surprise,
+implicit and LightFM on the same split objects and the same metric code.
+
+Sections:
+
+1. **Ratings** -- ``train_test_split(ratings, strategy="random",
+   test_size=0.2, random_state=0)`` (as ``bench_mf.py``); test RMSE of
+   predictions clipped to [1, 5] for ``MatrixFactorization(random_state=0)``
+   (package defaults) against Surprise ``SVD`` (its defaults, and a
+   "tuned-ish" setting picked on a validation split carved from the training
+   ratings) and ``SVDpp`` (defaults). Surprise also clips to the rating
+   scale, so the RMSEs are comparable.
+2. **Top-N** -- every rating is a positive; ``UserHoldout(test_size=0.2,
+   random_state=0)``; all items not seen in training are ranked; NDCG@10,
+   Recall@10 and HR@10 from ``make_ranking_scorer`` for every model. Ours:
+   ``MatrixFactorization(loss="bpr")``/``(loss="bce")`` with defaults and
+   ``EASE()``, plus MF with ``bench_mf.py``'s settings (chosen there on a
+   validation split of the training data; also added for the ratings).
+   Peers: implicit ``AlternatingLeastSquares`` (factors 64,
+   regularization 0.05, 15 iterations, ``alpha`` picked from 1/5/10/20/40 on
+   an inner per-user holdout of the training positives) and
+   ``BayesianPersonalizedRanking`` (factors 64, lr 0.01, reg 0.01, 100
+   iterations), LightFM ``loss="warp"`` (64 components, 30 epochs). A peer is
+   wrapped in a small adapter exposing ``recommend(users, k,
+   exclude_seen=True)`` (implicit: its own ``recommend(...,
+   filter_already_liked_items=True)``; LightFM: all items scored, training
+   items masked) together with the id index and seen matrix the scorer
+   reads, so ``make_ranking_scorer`` -- the code that scores our models --
+   scores the peers as well.
+
+Fit times are wall-clock and process CPU time with one thread everywhere
+(``torch.set_num_threads(1)``, implicit ``num_threads=1``, LightFM
+``num_threads=1``; run with ``OMP_NUM_THREADS=1``). Seeds are fixed (0).
+The peers are optional (``pip install -c constraints.txt
+scikit-surprise implicit lightfm``, the ``bench`` extra); a peer that cannot
+be imported gets a row saying why.
+
+Usage (from the repository root)::
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_peers.py           # ~6 minutes
+    OMP_NUM_THREADS=1 python benchmarks/bench_peers.py --quick   # ~1 minute
+
+Results: markdown tables on stdout and ``benchmarks/results/peers.json``.
+"""
+
+import argparse
+import sys
+import time
+
+import numpy as np
+import scipy.sparse as sp
+
+from _harness import (
+    Timer,
+    add_common_arguments,
+    describe_environment,
+    format_environment,
+    load_movielens_100k,
+    print_table,
+    set_threads,
+    write_json,
+)
+from bench_mf import EXPLICIT as MF_EXPLICIT_TUNED
+from bench_mf import IMPLICIT as MF_IMPLICIT_TUNED
+from sklearn_recsys import EASE, MatrixFactorization
+from sklearn_recsys._input import IdIndex
+from sklearn_recsys.metrics import make_ranking_scorer
+from sklearn_recsys.model_selection import UserHoldout, train_test_split
+
+SCORERS = {
+    "ndcg@10": make_ranking_scorer("ndcg", k=10),
+    "recall@10": make_ranking_scorer("recall", k=10),
+    "hr@10": make_ranking_scorer("hit_rate", k=10),
+}
+
+SVD_TUNED_GRID = [
+    dict(n_factors=100, n_epochs=30, lr_all=0.01, reg_all=0.1),
+    dict(n_factors=100, n_epochs=40, lr_all=0.005, reg_all=0.05),
+    dict(n_factors=50, n_epochs=30, lr_all=0.01, reg_all=0.05),
+]
+ALS_ALPHAS = [1.0, 5.0, 10.0, 20.0, 40.0]
+ALS = dict(factors=64, regularization=0.05, iterations=15)
+BPR = dict(factors=64, learning_rate=0.01, regularization=0.01, iterations=100)
+WARP = dict(no_components=64, loss="warp", epochs=30)
+
+
+# -- data ----------------------------------------------------------------------
+
+
+def explicit_split(ml):
+    df = ml.interactions[["user", "item", "rating"]]
+    return train_test_split(df, strategy="random", test_size=0.2, random_state=0)
+
+
+def implicit_split(ml, random_state=0):
+    X = ml.interactions[["user", "item"]]
+    train, test = next(UserHoldout(test_size=0.2, random_state=random_state).split(X))
+    return X.iloc[train], X.iloc[test]
+
+
+def rmse(pred, y):
+    pred = np.clip(np.asarray(pred, dtype=float), 1.0, 5.0)
+    return float(np.sqrt(np.mean((pred - np.asarray(y, dtype=float)) ** 2)))
+
+
+# -- the adapter that lets make_ranking_scorer score a peer ------------------------
+
+
+class PeerRecommender:
+    """Minimal stand-in for a fitted sklearn_recsys recommender.
+
+    Holds the id indexes and the seen-item matrix of the training table (what
+    ``make_ranking_scorer`` reads) and a ``topk(user_codes, k)`` function
+    returning item codes and scores with training items already excluded.
+    """
+
+    user_col, item_col = "user", "item"
+
+    def __init__(self, train):
+        self._user_index, u = IdIndex.from_values(train["user"].to_numpy())
+        self._item_index, i = IdIndex.from_values(train["item"].to_numpy())
+        shape = (len(self._user_index), len(self._item_index))
+        seen = sp.csr_matrix((np.ones(len(u), dtype=np.float32), (u, i)), shape=shape)
+        seen.sum_duplicates()
+        seen.data[:] = 1.0
+        self.user_items = seen  # csr_matrix, the format implicit wants
+        self._seen = sp.csr_array(seen)
+        self.topk = None
+
+    def recommend(self, users, k=10, *, exclude_seen=True):
+        if not exclude_seen:
+            raise ValueError("peers are only evaluated with exclude_seen=True")
+        codes = self._user_index.transform(np.asarray(users))
+        if (codes < 0).any():
+            raise ValueError("unknown test user (UserHoldout keeps every user in train)")
+        item_codes, scores = self.topk(codes, k)
+        item_codes = np.asarray(item_codes, dtype=np.int64)
+        scores = np.asarray(scores, dtype=np.float64)
+        missing = item_codes < 0
+        ids = self._item_index.inverse_transform(np.where(missing, 0, item_codes))
+        scores[missing] = -np.inf
+        return ids, scores
+
+
+def masked_topk(score_fn, seen, codes, k):
+    """Top-k of ``score_fn(codes)`` (dense (n, n_items)) with seen items at -inf."""
+    S = np.asarray(score_fn(codes), dtype=np.float64)
+    rows = sp.csr_matrix(seen[codes])
+    r, c = rows.nonzero()
+    S[r, c] = -np.inf
+    part = np.argpartition(-S, k - 1, axis=1)[:, :k]
+    order = np.argsort(-np.take_along_axis(S, part, 1), axis=1, kind="stable")
+    top = np.take_along_axis(part, order, 1)
+    return top, np.take_along_axis(S, top, 1)
+
+
+def score_all(est, test):
+    return {name: float(scorer(est, test)) for name, scorer in SCORERS.items()}
+
+
+# -- 1. ratings ----------------------------------------------------------------------
+
+
+def surprise_fit_rmse(algo_cls, params, train, test):
+    from surprise import Dataset, Reader
+
+    reader = Reader(rating_scale=(1, 5))
+    trainset = Dataset.load_from_df(train[["user", "item", "rating"]], reader)
+    trainset = trainset.build_full_trainset()
+    algo = algo_cls(random_state=0, **params)
+    with Timer() as t:
+        algo.fit(trainset)
+    testset = list(zip(test["user"], test["item"], test["rating"].astype(float)))
+    preds = algo.test(testset)
+    return rmse([p.est for p in preds], test["rating"]), t
+
+
+def run_ratings(ml, args):
+    train, test = explicit_split(ml)
+    rows = []
+
+    est = MatrixFactorization(random_state=0)
+    if args.quick:
+        est.set_params(max_iter=5)
+    with Timer() as t:
+        est.fit(train[["user", "item"]], train["rating"].to_numpy(dtype=np.float64))
+    r = rmse(est.predict(test[["user", "item"]]), test["rating"])
+    rows.append(dict(model="sklearn_recsys MatrixFactorization (defaults, loss='mse')",
+                     settings=_params(est, ["n_components", "max_iter", "alpha",
+                                            "learning_rate_init", "batch_size"]),
+                     rmse=r, fit_s=t.elapsed, fit_cpu_s=t.cpu))
+    print(f"  MF mse: RMSE {r:.4f} ({t.elapsed:.1f} s)", flush=True)
+
+    # bench_mf.py's setting, chosen on a validation split of the training data
+    cfg = dict(MF_EXPLICIT_TUNED, max_iter=5 if args.quick else MF_EXPLICIT_TUNED["max_iter"])
+    est = MatrixFactorization(loss="mse", random_state=0, **cfg)
+    with Timer() as t:
+        est.fit(train[["user", "item"]], train["rating"].to_numpy(dtype=np.float64))
+    r = rmse(est.predict(test[["user", "item"]]), test["rating"])
+    rows.append(dict(model="sklearn_recsys MatrixFactorization (bench_mf.py tuned, "
+                           "loss='mse')", settings=_describe(cfg), rmse=r,
+                     fit_s=t.elapsed, fit_cpu_s=t.cpu))
+    print(f"  MF mse tuned: RMSE {r:.4f} ({t.elapsed:.1f} s)", flush=True)
+
+    try:
+        import surprise
+        from surprise import SVD, SVDpp
+    except ImportError as exc:
+        rows.append(dict(model="Surprise SVD / SVD++", settings="not run",
+                         status=f"skipped: cannot import surprise ({exc})"))
+        return dict(rows=rows, n_train=len(train), n_test=len(test))
+
+    version = surprise.__version__
+    r, t = surprise_fit_rmse(SVD, {}, train, test)
+    rows.append(dict(model=f"Surprise {version} SVD (defaults)",
+                     settings="n_factors=100, n_epochs=20, lr_all=0.005, reg_all=0.02",
+                     rmse=r, fit_s=t.elapsed, fit_cpu_s=t.cpu))
+    print(f"  Surprise SVD default: RMSE {r:.4f}", flush=True)
+
+    # tuned-ish SVD: pick on an inner random split of the training ratings
+    inner_tr, inner_va = train_test_split(train, strategy="random", test_size=0.2,
+                                          random_state=1)
+    grid = SVD_TUNED_GRID[:1] if args.quick else SVD_TUNED_GRID
+    val = []
+    for params in grid:
+        v, _ = surprise_fit_rmse(SVD, params, inner_tr, inner_va)
+        val.append(dict(params=params, val_rmse=v))
+        print(f"  Surprise SVD val {params}: {v:.4f}", flush=True)
+    best = min(val, key=lambda d: d["val_rmse"])["params"]
+    r, t = surprise_fit_rmse(SVD, best, train, test)
+    rows.append(dict(model=f"Surprise {version} SVD (tuned on validation)",
+                     settings=_describe(best), rmse=r, fit_s=t.elapsed,
+                     fit_cpu_s=t.cpu, validation=val))
+    print(f"  Surprise SVD tuned: RMSE {r:.4f}", flush=True)
+
+    if args.quick:
+        rows.append(dict(model=f"Surprise {version} SVD++", settings="defaults",
+                         status="skipped in --quick (slow)"))
+    else:
+        r, t = surprise_fit_rmse(SVDpp, {}, train, test)
+        rows.append(dict(model=f"Surprise {version} SVD++ (defaults)",
+                         settings="n_factors=20, n_epochs=20, lr_all=0.007, "
+                         "reg_all=0.02", rmse=r, fit_s=t.elapsed, fit_cpu_s=t.cpu))
+        print(f"  Surprise SVD++: RMSE {r:.4f} ({t.elapsed:.0f} s)", flush=True)
+    return dict(rows=rows, n_train=len(train), n_test=len(test))
+
+
+# -- 2. top-N ----------------------------------------------------------------------
+
+
+def _params(est, names):
+    return ", ".join(f"{n}={est.get_params()[n]}" for n in names)
+
+
+def _describe(d):
+    return ", ".join(f"{k}={v}" for k, v in d.items())
+
+
+def fit_implicit_als(adapter, alpha, quick):
+    from implicit.als import AlternatingLeastSquares
+
+    params = dict(ALS, iterations=3 if quick else ALS["iterations"])
+    model = AlternatingLeastSquares(alpha=alpha, random_state=0, num_threads=1,
+                                    use_gpu=False, **params)
+    with Timer() as t:
+        model.fit(adapter.user_items, show_progress=False)
+    return model, t, params
+
+
+def implicit_topk(model, user_items):
+    def topk(codes, k):
+        ids, scores = model.recommend(codes, user_items[codes], N=k,
+                                      filter_already_liked_items=True)
+        return ids, scores
+
+    return topk
+
+
+def run_topn(ml, args):
+    train, test = implicit_split(ml)
+    rows = []
+
+    for loss in ("bpr", "bce"):
+        est = MatrixFactorization(loss=loss, random_state=0)
+        if args.quick:
+            est.set_params(max_iter=5)
+        with Timer() as t:
+            est.fit(train)
+        s = score_all(est, test)
+        rows.append(dict(model=f"sklearn_recsys MatrixFactorization (defaults, "
+                               f"loss='{loss}')",
+                         settings=_params(est, ["n_components", "max_iter", "alpha",
+                                                "n_negatives", "learning_rate_init"]),
+                         **s, fit_s=t.elapsed, fit_cpu_s=t.cpu))
+        print(f"  MF {loss}: NDCG@10 {s['ndcg@10']:.4f} ({t.elapsed:.1f} s)", flush=True)
+
+    for loss in ("bpr", "bce"):
+        cfg = dict(MF_IMPLICIT_TUNED[loss])
+        if args.quick:
+            cfg["max_iter"] = 5
+        est = MatrixFactorization(loss=loss, random_state=0, **cfg)
+        with Timer() as t:
+            est.fit(train)
+        s = score_all(est, test)
+        rows.append(dict(model=f"sklearn_recsys MatrixFactorization (bench_mf.py "
+                               f"tuned, loss='{loss}')", settings=_describe(cfg),
+                         **s, fit_s=t.elapsed, fit_cpu_s=t.cpu))
+        print(f"  MF {loss} tuned: NDCG@10 {s['ndcg@10']:.4f}", flush=True)
+
+    est = EASE()
+    with Timer() as t:
+        est.fit(train)
+    s = score_all(est, test)
+    rows.append(dict(model="sklearn_recsys EASE (defaults)",
+                     settings=_params(est, ["l2_reg"]), **s, fit_s=t.elapsed,
+                     fit_cpu_s=t.cpu))
+    print(f"  EASE: NDCG@10 {s['ndcg@10']:.4f}", flush=True)
+
+    adapter = PeerRecommender(train)
+
+    # implicit
+    try:
+        import implicit
+        from implicit.bpr import BayesianPersonalizedRanking
+    except ImportError as exc:
+        rows.append(dict(model="implicit ALS / BPR", settings="not run",
+                         status=f"skipped: cannot import implicit ({exc})"))
+    else:
+        v = implicit.__version__
+        # alpha of ALS: picked on an inner per-user holdout of the training data
+        inner_tr, inner_va = implicit_split_table(train)
+        inner = PeerRecommender(inner_tr)
+        val = []
+        for alpha in ALS_ALPHAS[:2] if args.quick else ALS_ALPHAS:
+            model, _, _ = fit_implicit_als(inner, alpha, args.quick)
+            inner.topk = implicit_topk(model, inner.user_items)
+            val.append(dict(alpha=alpha, val_ndcg=SCORERS["ndcg@10"](inner, inner_va)))
+            print(f"  implicit ALS val alpha={alpha}: {val[-1]['val_ndcg']:.4f}",
+                  flush=True)
+        alpha = max(val, key=lambda d: d["val_ndcg"])["alpha"]
+        model, t, params = fit_implicit_als(adapter, alpha, args.quick)
+        adapter.topk = implicit_topk(model, adapter.user_items)
+        s = score_all(adapter, test)
+        rows.append(dict(model=f"implicit {v} AlternatingLeastSquares",
+                         settings=_describe(dict(params, alpha=alpha)) +
+                         " (alpha picked on validation)",
+                         **s, fit_s=t.elapsed, fit_cpu_s=t.cpu, validation=val))
+        print(f"  implicit ALS: NDCG@10 {s['ndcg@10']:.4f}", flush=True)
+
+        params = dict(BPR, iterations=10 if args.quick else BPR["iterations"])
+        model = BayesianPersonalizedRanking(random_state=0, num_threads=1,
+                                            use_gpu=False, **params)
+        with Timer() as t:
+            model.fit(adapter.user_items, show_progress=False)
+        adapter.topk = implicit_topk(model, adapter.user_items)
+        s = score_all(adapter, test)
+        rows.append(dict(model=f"implicit {v} BayesianPersonalizedRanking",
+                         settings=_describe(params), **s, fit_s=t.elapsed,
+                         fit_cpu_s=t.cpu))
+        print(f"  implicit BPR: NDCG@10 {s['ndcg@10']:.4f}", flush=True)
+
+    # LightFM
+    try:
+        import lightfm
+        from lightfm import LightFM
+    except ImportError as exc:
+        rows.append(dict(model="LightFM WARP", settings=_describe(WARP),
+                         status=f"skipped: cannot import lightfm ({exc}); lightfm "
+                         "1.17's setup.py fails under current setuptools "
+                         "(AttributeError: 'dict' object has no attribute "
+                         "'__LIGHTFM_SETUP__'); see benchmarks/README.md"))
+    else:
+        params = dict(WARP, epochs=5 if args.quick else WARP["epochs"])
+        model = LightFM(no_components=params["no_components"], loss=params["loss"],
+                        random_state=0)
+        interactions = sp.coo_matrix(adapter.user_items)
+        with Timer() as t:
+            model.fit(interactions, epochs=params["epochs"], num_threads=1)
+        n_items = adapter.user_items.shape[1]
+        item_codes = np.arange(n_items, dtype=np.int32)
+
+        def score_fn(codes):
+            out = np.empty((len(codes), n_items), dtype=np.float64)
+            for row, u in enumerate(codes):
+                out[row] = model.predict(int(u), item_codes, num_threads=1)
+            return out
+
+        adapter.topk = lambda codes, k: masked_topk(score_fn, adapter.user_items,
+                                                    codes, k)
+        s = score_all(adapter, test)
+        rows.append(dict(model=f"LightFM {lightfm.__version__} WARP",
+                         settings=_describe(params), **s, fit_s=t.elapsed,
+                         fit_cpu_s=t.cpu))
+        print(f"  LightFM WARP: NDCG@10 {s['ndcg@10']:.4f}", flush=True)
+    return dict(rows=rows, n_train=len(train), n_test=len(test))
+
+
+def implicit_split_table(train):
+    a, v = next(UserHoldout(test_size=0.2, random_state=1).split(train))
+    return train.iloc[a], train.iloc[v]
+
+
+# -- main ------------------------------------------------------------------------------
+
+
+def verdict(ratings, topn):
+    """How our best MF compares with the best peer, in words."""
+    notes = []
+    ours = [r for r in ratings["rows"] if r["model"].startswith("sklearn_recsys")]
+    ours = [min(ours, key=lambda r: r["rmse"])] if ours else ours
+    peers = [r for r in ratings["rows"]
+             if not r["model"].startswith("sklearn_recsys") and "rmse" in r]
+    if ours and peers:
+        best = min(peers, key=lambda r: r["rmse"])
+        diff = ours[0]["rmse"] - best["rmse"]
+        notes.append(
+            f"RMSE: our best MF ({ours[0]['model']}) {ours[0]['rmse']:.4f} vs best peer {best['model']} "
+            f"{best['rmse']:.4f} -> " + ("ours better by " if diff < 0 else
+                                         "ours WORSE by ") + f"{abs(diff):.4f}"
+        )
+    mf = [r for r in topn["rows"] if "MatrixFactorization" in r["model"]]
+    peers = [r for r in topn["rows"]
+             if not r["model"].startswith("sklearn_recsys") and "ndcg@10" in r]
+    if mf and peers:
+        ours_best = max(mf, key=lambda r: r["ndcg@10"])
+        best = max(peers, key=lambda r: r["ndcg@10"])
+        diff = ours_best["ndcg@10"] - best["ndcg@10"]
+        notes.append(
+            f"NDCG@10: our best MF ({ours_best['model']}) {ours_best['ndcg@10']:.4f} "
+            f"vs best peer {best['model']} {best['ndcg@10']:.4f} -> "
+            + ("ours better by " if diff > 0 else "ours WORSE by ")
+            + f"{abs(diff):.4f}"
+        )
+    return notes
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_common_arguments(parser)
+    args = parser.parse_args(argv)
+    set_threads(args.threads)
+    env = describe_environment("cpu")
+    print("## Peers on MovieLens-100K" + (" (--quick)" if args.quick else ""))
+    print(format_environment(env))
+    start = time.perf_counter()
+    ml = load_movielens_100k(args.data_home)
+    if ml is None:
+        write_json("peers", dict(environment=env, skipped="MovieLens-100K not found"),
+                   args.output)
+        return 0
+    ratings = run_ratings(ml, args)
+    cols = [("model", "model"), ("settings", "settings"), ("rmse", "test RMSE"),
+            ("fit_s", "fit wall (s)"), ("fit_cpu_s", "fit CPU (s)"),
+            ("status", "status")]
+    print_table("ML-100K ratings: random 80/20 split, test RMSE (clipped to [1, 5])",
+                ratings["rows"], cols)
+    topn = run_topn(ml, args)
+    cols = [("model", "model"), ("settings", "settings"), ("ndcg@10", "NDCG@10"),
+            ("recall@10", "Recall@10"), ("hr@10", "HR@10"), ("fit_s", "fit wall (s)"),
+            ("fit_cpu_s", "fit CPU (s)"), ("status", "status")]
+    print_table("ML-100K top-N: UserHoldout(0.2), all unseen items ranked, "
+                "make_ranking_scorer", topn["rows"], cols)
+    notes = verdict(ratings, topn)
+    print("\n" + "\n".join(notes))
+    wall = time.perf_counter() - start
+    path = write_json("peers", dict(
+        environment=env,
+        settings=dict(quick=args.quick, threads=args.threads),
+        protocol=dict(
+            ratings="train_test_split(ratings, strategy='random', test_size=0.2, "
+            "random_state=0); RMSE of predictions clipped to [1, 5]",
+            topn="UserHoldout(test_size=0.2, random_state=0) of all 100k ratings as "
+            "positives; training items excluded; make_ranking_scorer(metric, k=10) "
+            "for ours and for the peers (through PeerRecommender)",
+        ),
+        ratings=ratings, topn=topn, verdict=notes, wall_time_s=wall,
+    ), args.output)
+    print(f"\nTotal {wall:.0f} s. Results written to {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

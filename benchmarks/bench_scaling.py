@@ -1,0 +1,247 @@
+"""Scaling of MatrixFactorization training with the number of interactions
+(CPU), and of EASE fit time with the number of items.
+
+MatrixFactorization: synthetic ratings (``bench_mf.synthetic_ratings``:
+random (user, item) pairs rated by a planted rank-8 model) with
+``n`` = 1e5, 1e6, 1e7 interactions, in two series: a **fixed** id space
+(10,000 users x 5,000 items at every size) and a **proportional** one
+(``n / 100`` users and ``n / 200`` items);
+``loss="mse"``, 32 factors, batch 1024 (the default), Adam, one torch thread.
+Measured per size: seconds per epoch (median of ``net_.history[:, "dur"]``
+over ``--epochs`` epochs; the 1e7 fit runs a single epoch), whole ``fit``
+time, and peak resident memory above the level before ``fit``
+(``_harness.PeakMemory``). The exponent ``b`` of ``time/epoch ~ n^b`` is a
+least-squares fit on log-log axes; near-linear (b ~ 1) is expected for the
+fixed id space. With the proportional one each Adam step also updates the
+full (dense-gradient) embedding tables, whose size grows with ``n``, so the
+time per epoch grows faster than ``n``.
+
+EASE: fit time vs number of items (``n_items`` = 500..4000, 20 interactions
+per item on average); its closed form inverts an ``n_items x n_items``
+Gram matrix, so ``~ n_items^3`` is expected at large sizes.
+
+1e8 interactions only fits a GPU run and is still to be measured.
+
+Usage (from the repository root)::
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_scaling.py          # ~15 minutes
+    OMP_NUM_THREADS=1 python benchmarks/bench_scaling.py --quick  # up to 1e6
+
+Results: tables on stdout, ``benchmarks/results/scaling.json`` and the plot
+``benchmarks/results/scaling.png``.
+"""
+
+import argparse
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+
+from _harness import (
+    RESULTS_DIR,
+    PeakMemory,
+    Timer,
+    add_common_arguments,
+    describe_environment,
+    format_environment,
+    median,
+    print_table,
+    release_memory,
+    set_threads,
+    write_json,
+)
+from bench_mf import synthetic_ratings
+from sklearn_recsys import EASE, MatrixFactorization
+
+SIZES = [100_000, 1_000_000, 10_000_000]
+EASE_ITEMS = [500, 1000, 2000, 4000]
+FIXED_USERS, FIXED_ITEMS = 10_000, 5_000
+SERIES = {
+    "fixed": f"{FIXED_USERS:,} users x {FIXED_ITEMS:,} items at every size",
+    "proportional": "n / 100 users x n / 200 items",
+}
+MODEL = dict(loss="mse", n_components=32, alpha=0.0, learning_rate_init=1e-3,
+             batch_size=1024)
+
+
+def loglog_exponent(x, y):
+    """Least-squares slope of log(y) on log(x)."""
+    slope, _ = np.polyfit(np.log(np.asarray(x, float)), np.log(np.asarray(y, float)), 1)
+    return float(slope)
+
+
+def _id_space(series, n):
+    if series == "fixed":
+        return FIXED_USERS, FIXED_ITEMS
+    return max(n // 100, 10), max(n // 200, 10)
+
+
+def run_mf(args, series):
+    sizes = SIZES[:2] if args.quick else SIZES
+    # warm-up: one-off library initialisation is not charged to the first size
+    users, items, ratings = synthetic_ratings(20_000, 200, 100, seed=1)
+    MatrixFactorization(max_iter=1, random_state=0, **MODEL).fit(
+        pd.DataFrame({"user": users, "item": items}), ratings)
+    release_memory()
+    rows = []
+    for n in sizes:
+        epochs = 1 if n >= 10_000_000 else args.epochs
+        users, items, ratings = synthetic_ratings(n, *_id_space(series, n))
+        X = pd.DataFrame({"user": users, "item": items})
+        del users, items
+        est = MatrixFactorization(max_iter=epochs, random_state=0, **MODEL)
+        with PeakMemory() as mem, Timer() as t:
+            est.fit(X, ratings)
+        durs = [float(d) for d in est.net_.history[:, "dur"]]
+        row = dict(n_interactions=n, n_users=len(est._user_index),
+                   n_items=len(est._item_index), epochs=epochs,
+                   epoch_s=median(durs), epoch_s_all=durs, fit_s=t.elapsed,
+                   fit_cpu_s=t.cpu, peak_mem_mb=mem.result.get("rss_peak_mb"),
+                   memory=mem.result,
+                   samples_per_s=n / median(durs))
+        rows.append(row)
+        print(f"  MF ({series} id space) n={n:,}: {row['epoch_s']:.2f} s/epoch, fit {t.elapsed:.1f} s, "
+              f"peak +{row['peak_mem_mb']:.0f} MB", flush=True)
+        del est, X, ratings
+        release_memory()
+    exps = dict(
+        epoch_time=loglog_exponent([r["n_interactions"] for r in rows],
+                                   [r["epoch_s"] for r in rows]),
+        peak_memory=loglog_exponent([r["n_interactions"] for r in rows],
+                                    [max(r["peak_mem_mb"], 1e-3) for r in rows]),
+    )
+    return rows, exps
+
+
+def run_ease(args):
+    n_items_list = EASE_ITEMS[:3] if args.quick else EASE_ITEMS
+    rng = np.random.default_rng(0)
+    rows = []
+    for n_items in n_items_list:
+        n = 20 * n_items
+        n_users = max(n_items, 1000)
+        X = pd.DataFrame({"user": rng.integers(n_users, size=n),
+                          "item": rng.integers(n_items, size=n)})
+        est = EASE()
+        with PeakMemory() as mem, Timer() as t:
+            est.fit(X)
+        rows.append(dict(n_items=len(est._item_index), n_interactions=n,
+                         fit_s=t.elapsed, fit_cpu_s=t.cpu,
+                         peak_mem_mb=mem.result.get("rss_peak_mb")))
+        print(f"  EASE n_items={n_items}: fit {t.elapsed:.2f} s", flush=True)
+        release_memory()
+    exp = loglog_exponent([r["n_items"] for r in rows], [r["fit_s"] for r in rows])
+    return rows, exp
+
+
+def plot(mf, ease_rows, ease_exp, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    ax = axes[0]
+    ax2 = ax.twinx()
+    ax2.set_yscale("log")
+    first = None
+    for c, (series, res) in enumerate(mf.items()):
+        rows, exps = res["rows"], res["exponents"]
+        n = np.array([r["n_interactions"] for r in rows], float)
+        t = np.array([r["epoch_s"] for r in rows])
+        m = np.array([max(r["peak_mem_mb"], 1e-3) for r in rows])
+        ax.loglog(n, t, "o-", color=f"C{2 * c}",
+                  label=f"time/epoch, {series} ids (slope {exps['epoch_time']:.2f})")
+        ax2.plot(n, m, "s--", color=f"C{2 * c + 1}",
+                 label=f"peak RSS, {series} ids (slope {exps['peak_memory']:.2f})")
+        if first is None:
+            first = (n, t)
+    n, t = first
+    ax.loglog(n, t[0] * n / n[0], ":", color="grey", label="linear reference")
+    ax.set_xlabel("training interactions")
+    ax.set_ylabel("seconds per epoch (solid)")
+    ax2.set_ylabel("peak memory above start, MB (dashed)")
+    lines = ax.get_legend_handles_labels()
+    lines2 = ax2.get_legend_handles_labels()
+    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], loc="upper left", fontsize=7)
+    ax.set_title("MatrixFactorization (mse, 32 factors, batch 1024), CPU, 1 thread",
+                 fontsize=9)
+    if ease_rows:
+        ax = axes[1]
+        k = np.array([r["n_items"] for r in ease_rows], float)
+        f = np.array([r["fit_s"] for r in ease_rows])
+        ax.loglog(k, f, "o-", color="C2", label=f"EASE fit time (slope {ease_exp:.2f})")
+        ax.loglog(k, f[-1] * (k / k[-1]) ** 3, ":", color="grey",
+                  label="cubic reference")
+        ax.set_xlabel("number of items")
+        ax.set_ylabel("fit time (s)")
+        ax.legend(fontsize=8)
+        ax.set_title("EASE fit time vs items, CPU, 1 thread", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_common_arguments(parser)
+    parser.add_argument("--epochs", type=int, default=2,
+                        help="epochs per MF fit below 1e7 interactions (default 2)")
+    parser.add_argument("--series", default="fixed,proportional",
+                        help="id spaces to run: fixed (10k users x 5k items) and/or "
+                        "proportional (n/100 users x n/200 items)")
+    parser.add_argument("--no-ease", action="store_true", help="skip the EASE part")
+    args = parser.parse_args(argv)
+    set_threads(args.threads)
+    env = describe_environment("cpu")
+    print("## Scaling" + (" (--quick)" if args.quick else ""))
+    print(format_environment(env))
+    start = time.perf_counter()
+    mf = {}
+    for series in args.series.split(","):
+        rows, exps = run_mf(args, series)
+        mf[series] = dict(id_space=SERIES[series], rows=rows, exponents=exps)
+        print_table(
+            f"MatrixFactorization, {SERIES[series]}: time per epoch and peak memory "
+            "vs interactions",
+            rows,
+            [("n_interactions", "interactions"), ("n_users", "users"),
+             ("n_items", "items"), ("epochs", "epochs timed"), ("epoch_s", "s / epoch"),
+             ("samples_per_s", "samples/s"), ("fit_s", "fit wall (s)"),
+             ("peak_mem_mb", "peak RSS above start (MB)")],
+            floatfmt=".3g",
+            note=f"Fitted exponent (log-log least squares): time/epoch ~ n^"
+            f"{exps['epoch_time']:.2f}, peak memory ~ n^{exps['peak_memory']:.2f}. "
+            "1e8 interactions: GPU only, still to be measured.",
+        )
+    ease_rows, ease_exp = [], None
+    if not args.no_ease:
+        ease_rows, ease_exp = run_ease(args)
+        print_table("EASE fit time vs number of items", ease_rows,
+                    [("n_items", "items"), ("n_interactions", "interactions"),
+                     ("fit_s", "fit wall (s)"), ("fit_cpu_s", "fit CPU (s)"),
+                     ("peak_mem_mb", "peak RSS above start (MB)")],
+                    floatfmt=".3g",
+                    note=f"Fitted exponent: fit time ~ n_items^{ease_exp:.2f}.")
+    png = RESULTS_DIR / "scaling.png" if args.output is None else None
+    if png is not None:
+        plot(mf, ease_rows, ease_exp, png)
+        print(f"Plot written to {png}")
+    wall = time.perf_counter() - start
+    path = write_json("scaling", dict(
+        environment=env,
+        settings=dict(quick=args.quick, threads=args.threads, epochs=args.epochs,
+                      model=MODEL),
+        mf=mf,
+        ease=dict(rows=ease_rows, exponent=ease_exp),
+        plot="benchmarks/results/scaling.png" if png is not None else None,
+        still_to_be_measured="1e8 interactions (GPU; no GPU available here)",
+        wall_time_s=wall,
+    ), args.output)
+    print(f"\nTotal {wall:.0f} s. Results written to {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

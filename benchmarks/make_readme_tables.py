@@ -1,0 +1,309 @@
+"""Regenerate the result tables of ``benchmarks/README.md`` from the JSON files
+in ``benchmarks/results/``.
+
+The README's text between ``<!-- BEGIN GENERATED -->`` and
+``<!-- END GENERATED -->`` is replaced; everything else is hand-written. A
+missing or unreadable result file gives a line saying so instead of a table.
+
+Usage (from the repository root)::
+
+    python benchmarks/make_readme_tables.py           # rewrite the README
+    python benchmarks/make_readme_tables.py --print   # print the tables only
+"""
+
+import argparse
+import json
+import sys
+
+from _harness import BENCH_DIR, RESULTS_DIR, markdown_table
+
+BEGIN, END = "<!-- BEGIN GENERATED -->", "<!-- END GENERATED -->"
+
+
+def _load(name):
+    path = RESULTS_DIR / f"{name}.json"
+    with open(path) as f:
+        return json.load(f)
+
+
+def _f(v, fmt=".4f"):
+    return format(v, fmt) if isinstance(v, (int, float)) and not isinstance(v, bool) else (
+        "" if v is None else str(v))
+
+
+def _stamp(d):
+    parts = []
+    if d.get("written_at"):
+        parts.append(f"written {d['written_at']}")
+    if d.get("command"):
+        parts.append(f"by `{d['command']}`")
+    return f"*Source: `benchmarks/results/{d.get('_name')}.json`" + (
+        f", {', '.join(parts)}" if parts else "") + ".*"
+
+
+def hardware():
+    rows = []
+    for name in ("mf", "peers", "overhead", "scaling", "baselines", "sequential", "cnn"):
+        try:
+            d = _load(name)
+        except (OSError, ValueError):
+            continue
+        env = d.get("environment") or d.get("hardware") or {}
+        rows.append(dict(
+            file=f"{name}.json",
+            cpu=env.get("cpu_model", env.get("processor", "")),
+            cpus=env.get("cpus_usable", env.get("cpu_count", "")),
+            torch=env.get("torch", ""),
+            threads=env.get("torch_threads", env.get("torch_num_threads", "")),
+            device=env.get("device", ""),
+        ))
+    return "### Hardware recorded in the result files\n\n" + markdown_table(
+        rows, [("file", "result file"), ("cpu", "CPU"), ("cpus", "CPUs"),
+               ("torch", "torch"), ("threads", "torch threads"), ("device", "device")])
+
+
+def mf():
+    d = _load("mf")
+    d["_name"] = "mf"
+    r = d["results"]
+    out = ["### MatrixFactorization (`bench_mf.py`)", ""]
+    rows = []
+    if "explicit" in r:
+        s = r["explicit"]["summary"]
+        rows.append(dict(task="ML-100K ratings, RMSE (clipped)", model="loss='mse'",
+                         value=f"{s['rmse_mean']:.4f} ± {s['rmse_std']:.4f}",
+                         target=f"<= {s['target']}", ok="yes" if s["passed"] else "NO",
+                         fit=_f(s["fit_s_mean"], ".1f")))
+    for loss in ("bpr", "bce"):
+        if loss in r.get("implicit", {}):
+            s = r["implicit"][loss]["summary"]
+            rows.append(dict(
+                task="ML-100K top-N, NDCG@10", model=f"loss='{loss}'",
+                value=f"{s['ndcg@10_mean']:.4f} ± {s['ndcg@10_std']:.4f} "
+                f"(Recall@10 {s['recall@10_mean']:.4f}, HR@10 {s['hr@10_mean']:.4f})",
+                target=f">= {s['target_ndcg']}", ok="yes" if s["passed"] else "NO",
+                fit=_f(s["fit_s_mean"], ".1f")))
+    out.append(markdown_table(rows, [("task", "task"), ("model", "model"),
+                                     ("value", "mean ± std over seeds"),
+                                     ("target", "target"), ("ok", "met"),
+                                     ("fit", "fit wall (s)")]))
+    if "throughput" in r:
+        rows = []
+        for bs, b in r["throughput"]["batches"].items():
+            tp = b["samples_per_s"]
+            rows.append(dict(batch=f"{int(bs):,}", plain=f"{tp['plain_wall']:,.0f}",
+                             ours=f"{tp['ours_wall']:,.0f}",
+                             ratio=_f(b["ratio_loop_wall"], ".2f"),
+                             ratio_cpu=_f(b["ratio_loop_cpu"], ".2f"),
+                             ok="yes" if b["passed"] else "NO"))
+        out += ["", f"Throughput, {r['throughput']['n_interactions']:,} synthetic "
+                "ratings, biased MF (32 factors), samples/s (wall):", "",
+                markdown_table(rows, [("batch", "batch"), ("plain", "plain loop"),
+                                      ("ours", "MatrixFactorization.fit"),
+                                      ("ratio", "plain/ours (wall)"),
+                                      ("ratio_cpu", "plain/ours (CPU)"),
+                                      ("ok", "<= 1.2")])]
+    out += ["", _stamp(d)]
+    return "\n".join(out)
+
+
+def baselines():
+    d = _load("baselines")
+    d["_name"] = "baselines"
+    m = d["movielens"]
+    rows = [dict(model=x["model"], hp=x.get("hyperparameters", ""),
+                 ndcg=_f(x.get("ndcg@10")), recall=_f(x.get("recall@10")),
+                 hr=_f(x.get("hit_rate@10")), fit=_f(x.get("fit_time_s"), ".2f"))
+            for x in m["results"]]
+    out = ["### Baselines (`bench_baselines.py`)", "", f"Protocol: {m['protocol']}", "",
+           markdown_table(rows, [("model", "model"), ("hp", "hyperparameters"),
+                                 ("ndcg", "NDCG@10"), ("recall", "Recall@10"),
+                                 ("hr", "HR@10"), ("fit", "fit (s)")])]
+    s = d.get("synthetic_ease")
+    if s:
+        out += ["", f"EASE on synthetic {s['n_users']:,} users x {s['n_items']:,} "
+                f"items ({s['nnz']:,} interactions): fit {s['fit_time_s']:.0f} s, "
+                f"peak RSS increase {s['fit_peak_increase_gb']:.2f} GB."]
+    out += ["", _stamp(d)]
+    return "\n".join(out)
+
+
+def sequential():
+    d = _load("sequential")
+    d["_name"] = "sequential"
+    s = d["setup"]
+    keys = []
+    for row in d["results"]:
+        for k, v in row.items():
+            if k not in keys and not isinstance(v, (dict, list)):
+                keys.append(k)
+    rows = [{k: (_f(v) if isinstance(v, float) else v) for k, v in row.items()}
+            for row in d["results"]]
+    out = ["### Sequential models (`bench_sequential.py`)", "",
+           f"{s['dataset']}; split: {s['split']}; ranking: {s['ranking']}.", "",
+           markdown_table(rows, keys), "", _stamp(d)]
+    return "\n".join(out)
+
+
+def cnn():
+    d = _load("cnn")
+    d["_name"] = "cnn"
+    out = ["### CNNRecommender (`bench_cnn.py`)", ""]
+    rows = []
+    for section, label in (("digits_cold_start", "digits images, cold items"),
+                           ("ml100k_cold_start", "ML-100K titles (text), cold items"),
+                           ("ml100k_warm", "ML-100K, warm items")):
+        sec = d.get(section)
+        if not sec:
+            continue
+        scores = sec.get("ndcg@10_cold") or sec.get("ndcg@10") or {}
+        for model, v in scores.items():
+            rows.append(dict(task=label, model=model, ndcg=_f(v)))
+    out += [markdown_table(rows, [("task", "task"), ("model", "model"),
+                                  ("ndcg", "NDCG@10")]), "", _stamp(d)]
+    return "\n".join(out)
+
+
+def peers():
+    d = _load("peers")
+    d["_name"] = "peers"
+    out = ["### Peers on MovieLens-100K (`bench_peers.py`)", "",
+           f"Ratings: {d['protocol']['ratings']}.", ""]
+    rows = [dict(model=r["model"], settings=r.get("settings", ""),
+                 rmse=_f(r.get("rmse")), fit=_f(r.get("fit_s"), ".1f"),
+                 cpu=_f(r.get("fit_cpu_s"), ".1f"),
+                 status=r.get("status", "")) for r in d["ratings"]["rows"]]
+    out.append(markdown_table(rows, [("model", "model"), ("settings", "settings"),
+                                     ("rmse", "test RMSE"), ("fit", "fit wall (s)"),
+                                     ("cpu", "fit CPU (s)"),
+                                     ("status", "status")]))
+    out += ["", f"Top-N: {d['protocol']['topn']}.", ""]
+    rows = [dict(model=r["model"], settings=r.get("settings", ""),
+                 ndcg=_f(r.get("ndcg@10")), recall=_f(r.get("recall@10")),
+                 hr=_f(r.get("hr@10")), fit=_f(r.get("fit_s"), ".1f"),
+                 cpu=_f(r.get("fit_cpu_s"), ".1f"), status=r.get("status", "")) for r in d["topn"]["rows"]]
+    out.append(markdown_table(rows, [("model", "model"), ("settings", "settings"),
+                                     ("ndcg", "NDCG@10"), ("recall", "Recall@10"),
+                                     ("hr", "HR@10"), ("fit", "fit wall (s)"),
+                                     ("cpu", "fit CPU (s)"), ("status", "status")]))
+    out += ["", "Our models against the best peer (computed from the rows above):", ""]
+    out += _margins(d["ratings"]["rows"], "rmse", "RMSE", lower_is_better=True)
+    out += _margins(d["topn"]["rows"], "ndcg@10", "NDCG@10", lower_is_better=False)
+    out += ["", _stamp(d)]
+    return "\n".join(out)
+
+
+def _margins(rows, key, label, *, lower_is_better):
+    ours = [r for r in rows if r["model"].startswith("sklearn_recsys") and key in r]
+    peers = [r for r in rows if not r["model"].startswith("sklearn_recsys") and key in r]
+    if not ours or not peers:
+        return [f"- {label}: no peer measured."]
+    pick = min if lower_is_better else max
+    best = pick(peers, key=lambda r: r[key])
+    lines = []
+    for r in ours:
+        diff = r[key] - best[key]
+        better = diff < 0 if lower_is_better else diff > 0
+        lines.append(
+            f"- {label}: {r['model']} {r[key]:.4f} vs best peer {best['model']} "
+            f"{best[key]:.4f}: {'better' if better else 'WORSE'} by {abs(diff):.4f}"
+        )
+    return lines
+
+
+def overhead():
+    d = _load("overhead")
+    d["_name"] = "overhead"
+    rows = [dict(model=r["model"], rows=f"{r['n_training_rows']:,}",
+                 batch=r["batch_size"], plain=_f(r["plain_epoch_s"], ".3f"),
+                 ours=_f(r["ours_epoch_s"], ".3f"), ratio=_f(r["ratio_wall"], ".3f"),
+                 ratio_cpu=_f(r["ratio_cpu"], ".3f"),
+                 ok="yes" if r["passed"] else "NO") for r in d["results"]]
+    st = d["settings"]
+    out = ["### Training overhead vs a plain PyTorch loop (`bench_overhead.py`)", "",
+           f"Protocol: {d['protocol']}. Repetitions: "
+           f"{1 if st.get('quick') else st['reps']}; target ratio <= "
+           f"{st['target_ratio']}.", "",
+           markdown_table(rows, [("model", "model"), ("rows", "training rows"),
+                                 ("batch", "batch"), ("plain", "plain (s/epoch)"),
+                                 ("ours", "ours (s/epoch)"),
+                                 ("ratio", "ours/plain (wall)"),
+                                 ("ratio_cpu", "ours/plain (CPU)"), ("ok", "<= 1.2")]),
+           "", _stamp(d)]
+    return "\n".join(out)
+
+
+def scaling():
+    d = _load("scaling")
+    d["_name"] = "scaling"
+    out = ["### Scaling (`bench_scaling.py`)", ""]
+    for series, m in d["mf"].items():
+        rows = [dict(n=f"{r['n_interactions']:,}", users=f"{r['n_users']:,}",
+                     items=f"{r['n_items']:,}", epochs=r["epochs"],
+                     epoch=_f(r["epoch_s"], ".3g"), sps=f"{r['samples_per_s']:,.0f}",
+                     fit=_f(r["fit_s"], ".3g"), mem=_f(r["peak_mem_mb"], ".0f"))
+                for r in m["rows"]]
+        out += [f"MatrixFactorization (mse, 32 factors, batch 1024), {series} id "
+                f"space ({m['id_space']}):", "",
+                markdown_table(rows, [("n", "interactions"), ("users", "users"),
+                                      ("items", "items"), ("epochs", "epochs timed"),
+                                      ("epoch", "s / epoch"), ("sps", "samples/s"),
+                                      ("fit", "fit wall (s)"),
+                                      ("mem", "peak RSS above start (MB)")]), "",
+                f"Fitted exponents (least squares on log-log axes): time/epoch ~ "
+                f"n^{m['exponents']['epoch_time']:.2f}; peak memory ~ "
+                f"n^{m['exponents']['peak_memory']:.2f}.", ""]
+    out.append("1e8 interactions (GPU): still to be measured.")
+    e = d.get("ease") or {}
+    if e.get("rows"):
+        rows = [dict(items=f"{r['n_items']:,}", n=f"{r['n_interactions']:,}",
+                     fit=_f(r["fit_s"], ".3g")) for r in e["rows"]]
+        out += ["", markdown_table(rows, [("items", "items"), ("n", "interactions"),
+                                          ("fit", "EASE fit wall (s)")]), "",
+                f"EASE fit time ~ n_items^{e['exponent']:.2f}."]
+    if d.get("plot"):
+        out += ["", "![scaling](results/scaling.png)"]
+    out += ["", _stamp(d)]
+    return "\n".join(out)
+
+
+SECTIONS = [hardware, mf, baselines, sequential, cnn, peers, overhead, scaling]
+
+
+def generate():
+    parts = []
+    for section in SECTIONS:
+        try:
+            parts.append(section())
+        except OSError:
+            parts.append(f"### {section.__name__}\n\nNo table: "
+                         f"`results/{section.__name__}.json` is missing (run "
+                         f"`benchmarks/bench_{section.__name__}.py`).")
+        except (ValueError, KeyError, TypeError) as exc:
+            parts.append(f"### {section.__name__}\n\nNo table: the result file "
+                         f"has an unexpected layout ({type(exc).__name__}: {exc}).")
+    return "\n\n".join(parts)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--print", action="store_true",
+                        help="print the tables instead of rewriting the README")
+    args = parser.parse_args(argv)
+    tables = generate()
+    if args.print:
+        print(tables)
+        return 0
+    readme = BENCH_DIR / "README.md"
+    text = readme.read_text()
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f"{readme} lacks the {BEGIN} / {END} markers")
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    readme.write_text(f"{head}{BEGIN}\n\n{tables}\n\n{END}{tail}")
+    print(f"Tables regenerated in {readme}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
