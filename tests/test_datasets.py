@@ -3,7 +3,6 @@
 import hashlib
 import io
 import os
-import time
 import urllib.error
 import urllib.request
 import zipfile
@@ -643,11 +642,15 @@ def test_make_interactions_vector_features():
     assert "item_images" not in data
 
 
-def test_make_interactions_fast():
-    start = time.perf_counter()
-    make_interactions(n_users=1000, n_items=1000, random_state=0)
-    make_interactions(n_users=1000, n_items=1000, sequential=True, random_state=0)
-    assert time.perf_counter() - start < 4.0
+def test_make_interactions_at_scale():
+    # speed is measured in benchmarks, not asserted here; this checks that
+    # a 1000 x 1000 catalogue works in both modes and stays duplicate-free
+    for sequential in (False, True):
+        df = make_interactions(
+            n_users=1000, n_items=1000, sequential=sequential, random_state=0
+        ).interactions
+        assert df["user"].nunique() == 1000
+        assert not df.duplicated(["user", "item"]).any()
 
 
 @pytest.mark.parametrize(
