@@ -20,7 +20,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from sklearn.utils import check_array
 from sklearn.utils.validation import check_consistent_length, column_or_1d
 
 
@@ -153,37 +152,6 @@ def table_to_interactions(
         items = item_index.transform(items_raw)
     data = Interactions(users=users, items=items, values=y, times=times)
     return data, user_index, item_index
-
-
-def check_matrix(X, *, estimator_name="estimator"):
-    """Validate a user x item matrix and return it as float32 CSR.
-
-    Sparse input stays sparse; explicit zeros stored in it count as
-    interactions. For dense input the non-zero entries are the interactions.
-    """
-    if isinstance(X, (list, tuple)) or (hasattr(X, "ndim") and X.ndim != 2):
-        X = np.asarray(X)
-    if getattr(X, "ndim", 2) != 2:
-        raise ValueError(
-            f"Expected a 2-D user x item matrix (or a pandas DataFrame "
-            f"interaction table), got an array with {X.ndim} dimension(s). "
-            "Reshape your data or pass an interaction table."
-        )
-    X = check_array(
-        X,
-        accept_sparse=["csr", "csc", "coo"],
-        dtype=[np.float32, np.float64],
-        ensure_all_finite=True,
-        input_name="X",
-        estimator=estimator_name,
-    )
-    if sp.issparse(X):
-        X = sp.csr_array(X, dtype=np.float32)
-        X.sum_duplicates()
-    else:
-        X = sp.csr_array(X.astype(np.float32, copy=False))
-    X.sort_indices()
-    return X
 
 
 def matrix_to_interactions(X):
