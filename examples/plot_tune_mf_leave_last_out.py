@@ -75,8 +75,11 @@ ax.set_xticks(np.arange(table.shape[1]), [f"{a:g}" for a in table.columns])
 ax.set_yticks(np.arange(table.shape[0]), [str(n) for n in table.index])
 ax.set_xlabel("alpha (L2 penalty)")
 ax.set_ylabel("n_components")
+middle = np.nanmean([np.nanmin(table.to_numpy()), np.nanmax(table.to_numpy())])
 for (i, j), value in np.ndenumerate(table.to_numpy()):
-    ax.text(j, i, f"{value:.3f}", ha="center", va="center", color="white")
+    # dark text on the bright end of viridis, light text on the dark end
+    color = "black" if value > middle else "white"
+    ax.text(j, i, f"{value:.3f}", ha="center", va="center", color=color)
 fig.colorbar(image, ax=ax, label="NDCG@10 (leave-last-out)")
 ax.set_title(f"GridSearchCV on {source.split(' (')[0]}")
 fig.tight_layout()
