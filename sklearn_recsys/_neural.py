@@ -74,6 +74,7 @@ class NeuralRecommenderMixin:
         criterion=None,
         train_split="per_user",
         optimizer_params=None,
+        optimizer=torch.optim.Adam,
     ):
         """Fit ``module`` on ``dataset`` through skorch (or continue fitting).
 
@@ -83,7 +84,7 @@ class NeuralRecommenderMixin:
         ``net_``, continues training it (with fresh shuffles: the iterators
         are re-seeded with the number of epochs already run). Sets ``net_``,
         ``loss_curve_``, ``validation_loss_curve_`` and ``n_iter_``.
-        ``train_split``/``optimizer_params``: see
+        ``train_split``/``optimizer_params``/``optimizer``: see
         :func:`~sklearn_recsys._training.build_net`.
         """
 
@@ -120,6 +121,7 @@ class NeuralRecommenderMixin:
                     criterion=criterion,
                     train_split=train_split,
                     optimizer_params=optimizer_params,
+                    optimizer=optimizer,
                     early_stopping=self.early_stopping,
                     validation_fraction=self.validation_fraction,
                     n_iter_no_change=self.n_iter_no_change,

@@ -20,16 +20,16 @@ import torch
 from torch import nn
 
 
-def _embedding(n, dim, init_std):
-    emb = nn.Embedding(n + 1, dim, padding_idx=n)
+def _embedding(n, dim, init_std, sparse=False):
+    emb = nn.Embedding(n + 1, dim, padding_idx=n, sparse=sparse)
     nn.init.normal_(emb.weight, std=init_std)
     with torch.no_grad():
         emb.weight[n].zero_()
     return emb
 
 
-def _zero_embedding(n, dim=1):
-    emb = nn.Embedding(n + 1, dim, padding_idx=n)
+def _zero_embedding(n, dim=1, sparse=False):
+    emb = nn.Embedding(n + 1, dim, padding_idx=n, sparse=sparse)
     nn.init.zeros_(emb.weight)
     return emb
 
@@ -49,16 +49,22 @@ class BiasedMF(nn.Module):
         Initial value of the learned global offset ``mu``.
     init_std : float, default=0.1
         Standard deviation of the normal initialisation of the factors.
+    sparse : bool, default=False
+        Embedding tables with sparse gradients (rows of the batch only), for
+        an optimizer that updates those rows only, e.g.
+        :class:`~sklearn_recsys.nn.SparseDenseAdam`.
     """
 
-    def __init__(self, n_users, n_items, n_components=32, global_bias=0.0, init_std=0.1):
+    def __init__(
+        self, n_users, n_items, n_components=32, global_bias=0.0, init_std=0.1, sparse=False
+    ):
         super().__init__()
         self.n_users = n_users
         self.n_items = n_items
-        self.user_factors = _embedding(n_users, n_components, init_std)
-        self.item_factors = _embedding(n_items, n_components, init_std)
-        self.user_bias = _zero_embedding(n_users)
-        self.item_bias = _zero_embedding(n_items)
+        self.user_factors = _embedding(n_users, n_components, init_std, sparse)
+        self.item_factors = _embedding(n_items, n_components, init_std, sparse)
+        self.user_bias = _zero_embedding(n_users, sparse=sparse)
+        self.item_bias = _zero_embedding(n_items, sparse=sparse)
         self.global_bias = nn.Parameter(torch.tensor(float(global_bias)))
 
     def user_representation(self, users):
@@ -144,6 +150,9 @@ class NeuMF(nn.Module):
         Initial value of the learned global offset ``mu``.
     init_std : float, default=0.1
         Standard deviation of the normal initialisation of the embeddings.
+    sparse : bool, default=False
+        Embedding tables with sparse gradients (see :class:`BiasedMF`); the
+        tower's layers stay dense.
     """
 
     def __init__(
@@ -155,18 +164,19 @@ class NeuMF(nn.Module):
         dropout=0.0,
         global_bias=0.0,
         init_std=0.1,
+        sparse=False,
     ):
         super().__init__()
         self.n_users = n_users
         self.n_items = n_items
         self.n_components = n_components
         d = n_components
-        self.user_gmf = _embedding(n_users, d, init_std)
-        self.item_gmf = _embedding(n_items, d, init_std)
-        self.user_mlp = _embedding(n_users, d, init_std)
-        self.item_mlp = _embedding(n_items, d, init_std)
-        self.user_bias = _zero_embedding(n_users)
-        self.item_bias = _zero_embedding(n_items)
+        self.user_gmf = _embedding(n_users, d, init_std, sparse)
+        self.item_gmf = _embedding(n_items, d, init_std, sparse)
+        self.user_mlp = _embedding(n_users, d, init_std, sparse)
+        self.item_mlp = _embedding(n_items, d, init_std, sparse)
+        self.user_bias = _zero_embedding(n_users, sparse=sparse)
+        self.item_bias = _zero_embedding(n_items, sparse=sparse)
         self.global_bias = nn.Parameter(torch.tensor(float(global_bias)))
         sizes = [2 * d, *hidden_layer_sizes]
         # The first layer is split into user and item halves so that scoring

@@ -1,0 +1,79 @@
+"""An Adam optimizer for models mixing sparse and dense gradients."""
+
+import math
+
+import torch
+
+__all__ = ["SparseDenseAdam"]
+
+
+class SparseDenseAdam(torch.optim.Optimizer):
+    """Adam for dense gradients, lazy Adam for sparse ones, in one optimizer.
+
+    ``torch.optim.SparseAdam`` refuses dense gradients and ``torch.optim.Adam``
+    refuses sparse ones, while a factorization model has both: embedding
+    tables built with ``sparse=True`` and a few dense parameters (the global
+    offset, NeuMF's tower). Dense gradients get the usual Adam update. Sparse
+    gradients get ``SparseAdam``'s lazy one: only the rows present in the
+    batch have their moments and values updated, so a step costs
+    ``O(batch x n_components)`` instead of ``O(table size)``. Bias correction
+    uses the parameter's step count, as both torch optimizers do.
+
+    Parameters
+    ----------
+    params : iterable
+        Parameters or parameter groups, as for any torch optimizer.
+    lr : float, default=1e-3
+        Learning rate.
+    betas : tuple of float, default=(0.9, 0.999)
+        Decay rates of the first and second moment estimates.
+    eps : float, default=1e-8
+        Term added to the denominator.
+    """
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
+        if not lr >= 0.0:
+            raise ValueError(f"Invalid learning rate: {lr}")
+        if not 0.0 <= betas[0] < 1.0 or not 0.0 <= betas[1] < 1.0:
+            raise ValueError(f"Invalid betas: {betas}")
+        if not eps >= 0.0:
+            raise ValueError(f"Invalid eps: {eps}")
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            lr, eps = group["lr"], group["eps"]
+            beta1, beta2 = group["betas"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state["step"] = 0
+                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["step"] += 1
+                bias1 = 1 - beta1 ** state["step"]
+                bias2 = 1 - beta2 ** state["step"]
+                exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+                grad = p.grad
+                if grad.is_sparse:  # as torch.optim.SparseAdam
+                    step_size = lr * math.sqrt(bias2) / bias1
+                    grad = grad.coalesce()
+                    rows, values = grad.indices()[0], grad.values()
+                    m = exp_avg[rows].mul_(beta1).add_(values, alpha=1 - beta1)
+                    v = exp_avg_sq[rows].mul_(beta2).addcmul_(values, values, value=1 - beta2)
+                    exp_avg[rows] = m
+                    exp_avg_sq[rows] = v
+                    p.index_add_(0, rows, m.div_(v.sqrt_().add_(eps)), alpha=-step_size)
+                else:  # as torch.optim.Adam
+                    exp_avg.mul_(beta1).add_(grad, alpha=1 - beta1)
+                    exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+                    denom = exp_avg_sq.sqrt().div_(math.sqrt(bias2)).add_(eps)
+                    p.addcdiv_(exp_avg, denom, value=-lr / bias1)
+        return loss
