@@ -130,8 +130,9 @@ def plain_loop(est, record, epochs):
     if criterion is None:
         criterion = RecommenderLoss(loss=kw["loss"], alpha=est._resolved_alpha())
     criterion = copy.deepcopy(criterion)
-    optimizer = torch.optim.Adam(module.parameters(), lr=est.learning_rate_init,
-                                 **(kw.get("optimizer_params") or {}))
+    optimizer_cls = kw.get("optimizer", torch.optim.Adam)  # SparseDenseAdam if sparse
+    optimizer = optimizer_cls(module.parameters(), lr=est.learning_rate_init,
+                              **(kw.get("optimizer_params") or {}))
     iterator = TensorBatchIterator(record["dataset"], est.batch_size, shuffle=True,
                                    seed=seed, batch_transform=kw.get("batch_transform"))
     module.train()

@@ -3,18 +3,25 @@
 
 MatrixFactorization: synthetic ratings (``bench_mf.synthetic_ratings``:
 random (user, item) pairs rated by a planted rank-8 model) with
-``n`` = 1e5, 1e6, 1e7 interactions, in two series: a **fixed** id space
-(10,000 users x 5,000 items at every size) and a **proportional** one
-(``n / 100`` users and ``n / 200`` items);
-``loss="mse"``, 32 factors, batch 1024 (the default), Adam, one torch thread.
+``n`` = 1e5, 1e6, 1e7 interactions; ``loss="mse"``, 32 factors, batch 1024
+(the default), one torch thread. Series (``--series``):
+
+* ``fixed``: 10,000 users x 5,000 items at every size, default solver;
+* ``proportional``: ``n / 100`` users and ``n / 200`` items, default
+  ``solver="auto"`` (dense Adam while the tables are small, sparse
+  embedding gradients with lazy Adam once they hold more than 8 rows per row
+  a batch touches);
+* ``proportional-adam`` / ``proportional-sparse``: the same id spaces with
+  ``solver="adam"`` / ``solver="sparse_adam"`` forced, to show the two costs
+  ``"auto"`` chooses between: a dense step reads and writes the whole user
+  and item tables (``O(n_users + n_items)``), a sparse one only the batch's
+  rows.
+
 Measured per size: seconds per epoch (median of ``net_.history[:, "dur"]``
-over ``--epochs`` epochs; the 1e7 fit runs a single epoch), whole ``fit``
+over ``--epochs`` epochs; the 1e7 fits run a single epoch), whole ``fit``
 time, and peak resident memory above the level before ``fit``
 (``_harness.PeakMemory``). The exponent ``b`` of ``time/epoch ~ n^b`` is a
-least-squares fit on log-log axes; near-linear (b ~ 1) is expected for the
-fixed id space. With the proportional one each Adam step also updates the
-full (dense-gradient) embedding tables, whose size grows with ``n``, so the
-time per epoch grows faster than ``n``.
+least-squares fit on log-log axes.
 
 EASE: fit time vs number of items (``n_items`` = 500..4000, 20 interactions
 per item on average); its closed form inverts an ``n_items x n_items``
@@ -57,9 +64,14 @@ from sklearn_recsys import EASE, MatrixFactorization
 SIZES = [100_000, 1_000_000, 10_000_000]
 EASE_ITEMS = [500, 1000, 2000, 4000]
 FIXED_USERS, FIXED_ITEMS = 10_000, 5_000
+_FIXED = f"{FIXED_USERS:,} users x {FIXED_ITEMS:,} items at every size"
+_PROPORTIONAL = "n / 100 users x n / 200 items"
+# name: (id space described, solver)
 SERIES = {
-    "fixed": f"{FIXED_USERS:,} users x {FIXED_ITEMS:,} items at every size",
-    "proportional": "n / 100 users x n / 200 items",
+    "fixed": (_FIXED, "auto"),
+    "proportional": (_PROPORTIONAL, "auto"),
+    "proportional-adam": (_PROPORTIONAL, "adam"),
+    "proportional-sparse": (_PROPORTIONAL, "sparse_adam"),
 }
 MODEL = dict(loss="mse", n_components=32, alpha=0.0, learning_rate_init=1e-3,
              batch_size=1024)
@@ -71,37 +83,41 @@ def loglog_exponent(x, y):
     return float(slope)
 
 
-def _id_space(series, n):
-    if series == "fixed":
+def _id_space(id_space, n):
+    if id_space == _FIXED:
         return FIXED_USERS, FIXED_ITEMS
     return max(n // 100, 10), max(n // 200, 10)
 
 
 def run_mf(args, series):
+    id_space, solver = SERIES[series]
     sizes = SIZES[:2] if args.quick else SIZES
     # warm-up: one-off library initialisation is not charged to the first size
     users, items, ratings = synthetic_ratings(20_000, 200, 100, seed=1)
-    MatrixFactorization(max_iter=1, random_state=0, **MODEL).fit(
+    MatrixFactorization(max_iter=1, solver=solver, random_state=0, **MODEL).fit(
         pd.DataFrame({"user": users, "item": items}), ratings)
     release_memory()
     rows = []
     for n in sizes:
         epochs = 1 if n >= 10_000_000 else args.epochs
-        users, items, ratings = synthetic_ratings(n, *_id_space(series, n))
+        users, items, ratings = synthetic_ratings(n, *_id_space(id_space, n))
         X = pd.DataFrame({"user": users, "item": items})
         del users, items
-        est = MatrixFactorization(max_iter=epochs, random_state=0, **MODEL)
+        est = MatrixFactorization(max_iter=epochs, solver=solver, random_state=0, **MODEL)
         with PeakMemory() as mem, Timer() as t:
             est.fit(X, ratings)
+        sparse = est._sparse_solver(len(est._user_index), len(est._item_index))
         durs = [float(d) for d in est.net_.history[:, "dur"]]
         row = dict(n_interactions=n, n_users=len(est._user_index),
                    n_items=len(est._item_index), epochs=epochs,
+                   solver=solver, solver_used="sparse_adam" if sparse else "adam",
                    epoch_s=median(durs), epoch_s_all=durs, fit_s=t.elapsed,
                    fit_cpu_s=t.cpu, peak_mem_mb=mem.result.get("rss_peak_mb"),
                    memory=mem.result,
                    samples_per_s=n / median(durs))
         rows.append(row)
-        print(f"  MF ({series} id space) n={n:,}: {row['epoch_s']:.2f} s/epoch, fit {t.elapsed:.1f} s, "
+        print(f"  MF ({series}, {row['solver_used']}) n={n:,}: {row['epoch_s']:.2f} s/epoch, "
+              f"fit {t.elapsed:.1f} s, "
               f"peak +{row['peak_mem_mb']:.0f} MB", flush=True)
         del est, X, ratings
         release_memory()
@@ -141,7 +157,7 @@ def plot(mf, ease_rows, ease_exp, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5))
     ax = axes[0]
     ax2 = ax.twinx()
     ax2.set_yscale("log")
@@ -151,10 +167,12 @@ def plot(mf, ease_rows, ease_exp, path):
         n = np.array([r["n_interactions"] for r in rows], float)
         t = np.array([r["epoch_s"] for r in rows])
         m = np.array([max(r["peak_mem_mb"], 1e-3) for r in rows])
-        ax.loglog(n, t, "o-", color=f"C{2 * c}",
-                  label=f"time/epoch, {series} ids (slope {exps['epoch_time']:.2f})")
-        ax2.plot(n, m, "s--", color=f"C{2 * c + 1}",
-                 label=f"peak RSS, {series} ids (slope {exps['peak_memory']:.2f})")
+        label = f"{series} ids" if res["solver"] == "auto" else f"{series} (forced)"
+        ax.loglog(n, t, "o-", color=f"C{c}",
+                  label=f"time/epoch, {label} (slope {exps['epoch_time']:.2f})")
+        if res["solver"] == "auto":  # memory of the default solver only
+            ax2.plot(n, m, "s--", color=f"C{c}", alpha=0.6,
+                     label=f"peak RSS, {label} (slope {exps['peak_memory']:.2f})")
         if first is None:
             first = (n, t)
     n, t = first
@@ -171,7 +189,7 @@ def plot(mf, ease_rows, ease_exp, path):
         ax = axes[1]
         k = np.array([r["n_items"] for r in ease_rows], float)
         f = np.array([r["fit_s"] for r in ease_rows])
-        ax.loglog(k, f, "o-", color="C2", label=f"EASE fit time (slope {ease_exp:.2f})")
+        ax.loglog(k, f, "o-", color="C5", label=f"EASE fit time (slope {ease_exp:.2f})")
         ax.loglog(k, f[-1] * (k / k[-1]) ** 3, ":", color="grey",
                   label="cubic reference")
         ax.set_xlabel("number of items")
@@ -188,9 +206,9 @@ def main(argv=None):
     add_common_arguments(parser)
     parser.add_argument("--epochs", type=int, default=2,
                         help="epochs per MF fit below 1e7 interactions (default 2)")
-    parser.add_argument("--series", default="fixed,proportional",
-                        help="id spaces to run: fixed (10k users x 5k items) and/or "
-                        "proportional (n/100 users x n/200 items)")
+    parser.add_argument("--series", default=",".join(SERIES),
+                        help="comma-separated series among " + ", ".join(SERIES)
+                        + " (default: all)")
     parser.add_argument("--no-ease", action="store_true", help="skip the EASE part")
     args = parser.parse_args(argv)
     set_threads(args.threads)
@@ -201,13 +219,15 @@ def main(argv=None):
     mf = {}
     for series in args.series.split(","):
         rows, exps = run_mf(args, series)
-        mf[series] = dict(id_space=SERIES[series], rows=rows, exponents=exps)
+        id_space, solver = SERIES[series]
+        mf[series] = dict(id_space=id_space, solver=solver, rows=rows, exponents=exps)
         print_table(
-            f"MatrixFactorization, {SERIES[series]}: time per epoch and peak memory "
-            "vs interactions",
+            f"MatrixFactorization, {id_space}, solver={solver!r}: time per epoch and "
+            "peak memory vs interactions",
             rows,
             [("n_interactions", "interactions"), ("n_users", "users"),
-             ("n_items", "items"), ("epochs", "epochs timed"), ("epoch_s", "s / epoch"),
+             ("n_items", "items"), ("solver_used", "solver used"),
+             ("epochs", "epochs timed"), ("epoch_s", "s / epoch"),
              ("samples_per_s", "samples/s"), ("fit_s", "fit wall (s)"),
              ("peak_mem_mb", "peak RSS above start (MB)")],
             floatfmt=".3g",

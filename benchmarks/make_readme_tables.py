@@ -239,14 +239,16 @@ def scaling():
     out = ["### Scaling (`bench_scaling.py`)", ""]
     for series, m in d["mf"].items():
         rows = [dict(n=f"{r['n_interactions']:,}", users=f"{r['n_users']:,}",
-                     items=f"{r['n_items']:,}", epochs=r["epochs"],
+                     items=f"{r['n_items']:,}", solver=r.get("solver_used", "adam"),
+                     epochs=r["epochs"],
                      epoch=_f(r["epoch_s"], ".3g"), sps=f"{r['samples_per_s']:,.0f}",
                      fit=_f(r["fit_s"], ".3g"), mem=_f(r["peak_mem_mb"], ".0f"))
                 for r in m["rows"]]
-        out += [f"MatrixFactorization (mse, 32 factors, batch 1024), {series} id "
-                f"space ({m['id_space']}):", "",
+        out += [f"MatrixFactorization (mse, 32 factors, batch 1024), series `{series}`: "
+                f"{m['id_space']}, `solver={m.get('solver', 'adam')!r}`:", "",
                 markdown_table(rows, [("n", "interactions"), ("users", "users"),
-                                      ("items", "items"), ("epochs", "epochs timed"),
+                                      ("items", "items"), ("solver", "solver used"),
+                                      ("epochs", "epochs timed"),
                                       ("epoch", "s / epoch"), ("sps", "samples/s"),
                                       ("fit", "fit wall (s)"),
                                       ("mem", "peak RSS above start (MB)")]), "",
