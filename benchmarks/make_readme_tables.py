@@ -1,13 +1,15 @@
-"""Regenerate the result tables of ``benchmarks/README.md`` from the JSON files
-in ``benchmarks/results/``.
+"""Regenerate the result tables of ``benchmarks/README.md``, and the results
+block of the top-level ``README.md``, from the JSON files in
+``benchmarks/results/``.
 
-The README's text between ``<!-- BEGIN GENERATED -->`` and
-``<!-- END GENERATED -->`` is replaced; everything else is hand-written. A
-missing or unreadable result file gives a line saying so instead of a table.
+In both files the text between ``<!-- BEGIN GENERATED -->`` and
+``<!-- END GENERATED -->`` is replaced; everything else is hand-written. In
+``benchmarks/README.md`` a missing or unreadable result file gives a line
+saying so instead of a table; the top-level summary needs every file.
 
 Usage (from the repository root)::
 
-    python benchmarks/make_readme_tables.py           # rewrite the README
+    python benchmarks/make_readme_tables.py           # rewrite both READMEs
     python benchmarks/make_readme_tables.py --print   # print the tables only
 """
 
@@ -272,6 +274,73 @@ def scaling():
 SECTIONS = [hardware, mf, baselines, sequential, cnn, peers, overhead, scaling]
 
 
+def _pick(rows, prefix, key):
+    """``key`` of the first row whose model starts with ``prefix``."""
+    for r in rows:
+        if r["model"].startswith(prefix) and r.get(key) is not None:
+            return r[key]
+    raise KeyError(f"no row for {prefix!r} with {key!r}")
+
+
+def headline():
+    """The results block of the top-level README, from the same JSON files."""
+    p, seq, cnn_ = _load("peers"), _load("sequential"), _load("cnn")
+    ov, base = _load("overhead"), _load("baselines")
+    rat, top = p["ratings"]["rows"], p["topn"]["rows"]
+    ours = "sklearn_recsys MatrixFactorization (defaults"
+    ours_bpr, ours_bce = f"{ours}, loss='bpr'", f"{ours}, loss='bce'"
+    s = {r["model"]: r["ndcg@10"] for r in seq["results"]}
+    pop = {r["model"]: r["ndcg@10"] for r in base["movielens"]["results"]}
+    digits = cnn_["digits_cold_start"]["ndcg@10_cold"]
+    text = cnn_["ml100k_cold_start"]["ndcg@10_cold"]
+    rows = [
+        dict(task="ratings, RMSE (random 80/20)",
+             ours=f"MF {_pick(rat, ours, 'rmse'):.3f}",
+             peers=f"Surprise SVD {_pick(rat, 'Surprise 1.1.5 SVD (defaults', 'rmse'):.3f} "
+             f"(default), {_pick(rat, 'Surprise 1.1.5 SVD (tuned', 'rmse'):.3f} (tuned); "
+             f"SVD++ {_pick(rat, 'Surprise 1.1.5 SVD++', 'rmse'):.3f}"),
+        dict(task="top-N, NDCG@10 (per-user 80/20, full ranking)",
+             ours=f"MF {_pick(top, ours_bpr, 'ndcg@10'):.3f} (bpr), "
+             f"{_pick(top, ours_bce, 'ndcg@10'):.3f} (bce); "
+             f"EASE {_pick(top, 'sklearn_recsys EASE', 'ndcg@10'):.3f}",
+             peers=f"LightFM WARP {_pick(top, 'LightFM', 'ndcg@10'):.3f}, implicit ALS "
+             f"{_pick(top, 'implicit 0.7.3 Alternating', 'ndcg@10'):.3f}, implicit BPR "
+             f"{_pick(top, 'implicit 0.7.3 Bayesian', 'ndcg@10'):.3f}, Popularity "
+             f"{pop['Popularity']:.3f}"),
+        dict(task="next item, NDCG@10 (leave-last-out)",
+             ours=f"Attention {s['attention']:.3f}, LSTM {s['lstm']:.3f}",
+             peers=f"Popularity {s['popularity']:.3f}"),
+        dict(task="cold-start items, NDCG@10",
+             ours=f"CNN {digits['CNNRecommender']:.2f} (digits images), "
+             f"{text['CNNRecommender (text)']:.3f} (ML-100K text)",
+             peers=f"random {_pick_key(digits, 'random'):.2f} / "
+             f"{_pick_key(text, 'random'):.3f}; MF cannot rank them"),
+    ]
+    worst = max(r["ratio_cpu"] for r in ov["results"])
+    return "\n".join([
+        "## Results (MovieLens-100K, 2-core CPU; details in `benchmarks/README.md`)",
+        "",
+        markdown_table(rows, [("task", "task (protocol)"), ("ours", "ours"),
+                              ("peers", "peers / baselines")]),
+        "",
+        f"Training through skorch costs at most {worst:.2f}x a plain PyTorch loop over "
+        "the same module (CPU time, every model). GPU figures are still to be measured.",
+    ])
+
+
+def _pick_key(scores, prefix):
+    return next(v for k, v in scores.items() if k.startswith(prefix))
+
+
+def _replace_between_markers(path, block):
+    text = path.read_text()
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f"{path} lacks the {BEGIN} / {END} markers")
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    path.write_text(f"{head}{BEGIN}\n\n{block}\n\n{END}{tail}")
+
+
 def generate():
     parts = []
     for section in SECTIONS:
@@ -290,20 +359,16 @@ def generate():
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--print", action="store_true",
-                        help="print the tables instead of rewriting the README")
+                        help="print the tables instead of rewriting the READMEs")
     args = parser.parse_args(argv)
     tables = generate()
+    summary = headline()
     if args.print:
-        print(tables)
+        print(f"{summary}\n\n{tables}")
         return 0
-    readme = BENCH_DIR / "README.md"
-    text = readme.read_text()
-    if BEGIN not in text or END not in text:
-        raise SystemExit(f"{readme} lacks the {BEGIN} / {END} markers")
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    readme.write_text(f"{head}{BEGIN}\n\n{tables}\n\n{END}{tail}")
-    print(f"Tables regenerated in {readme}")
+    _replace_between_markers(BENCH_DIR / "README.md", tables)
+    _replace_between_markers(BENCH_DIR.parent / "README.md", summary)
+    print("Tables regenerated in benchmarks/README.md and the results block of README.md")
     return 0
 
 
