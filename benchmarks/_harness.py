@@ -386,11 +386,11 @@ def _jsonable(obj):
 
 
 def _relative(path):
-    """``path`` relative to the repository root when inside it (no machine paths)."""
-    try:
-        return str(Path(path).resolve().relative_to(REPO_ROOT))
-    except ValueError:
+    """An absolute ``path`` relative to the repository root (no machine paths
+    in the results); anything else unchanged."""
+    if not os.path.isabs(path):
         return str(path)
+    return os.path.relpath(Path(path).resolve(), REPO_ROOT)
 
 
 def write_json(name, payload, path=None):
@@ -409,7 +409,7 @@ def write_json(name, payload, path=None):
         "written_at": datetime.datetime.now(datetime.timezone.utc).isoformat(
             timespec="seconds"
         ),
-        "command": " ".join(["python", _relative(sys.argv[0]), *sys.argv[1:]]),
+        "command": " ".join(["python", *map(_relative, sys.argv)]),
         **payload,
     }
     tmp = path.with_suffix(path.suffix + ".tmp")
