@@ -29,6 +29,22 @@ class SparseDenseAdam(torch.optim.Optimizer):
         Decay rates of the first and second moment estimates.
     eps : float, default=1e-8
         Term added to the denominator.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_recsys.nn import BiasedMF, SparseDenseAdam
+    >>> _ = torch.manual_seed(0)
+    >>> module = BiasedMF(n_users=1000, n_items=500, n_components=8, sparse=True)
+    >>> opt = SparseDenseAdam(module.parameters(), lr=0.01)
+    >>> users, items = torch.tensor([0, 1, 1]), torch.tensor([3, 4, 5])
+    >>> before = module.user_factors.weight.detach().clone()
+    >>> pos, _, penalty = module(users, items)
+    >>> ((pos - 4.0) ** 2).mean().backward()
+    >>> opt.step()
+    >>> moved = (module.user_factors.weight != before).any(dim=1)
+    >>> moved.nonzero().ravel().tolist()  # only the batch's users
+    [0, 1]
     """
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
