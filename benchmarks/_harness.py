@@ -19,6 +19,7 @@ import ctypes
 import datetime
 import gc
 import json
+import math
 import os
 import platform
 import resource
@@ -385,12 +386,25 @@ def _jsonable(obj):
     return obj
 
 
+def loglog_exponent(x, y):
+    """Least-squares slope ``b`` of ``log(y) = a + b log(x)``."""
+    slope, _ = statistics.linear_regression([math.log(float(v)) for v in x],
+                                            [math.log(float(v)) for v in y])
+    return slope
+
+
 def _relative(path):
     """An absolute ``path`` relative to the repository root (no machine paths
     in the results); anything else unchanged."""
     if not os.path.isabs(path):
         return str(path)
     return os.path.relpath(Path(path).resolve(), REPO_ROOT)
+
+
+def command_line():
+    """The running script's command line, ``python`` first, with absolute
+    paths made relative to the repository root."""
+    return " ".join(["python", *map(_relative, sys.argv)])
 
 
 def write_json(name, payload, path=None):
@@ -409,7 +423,7 @@ def write_json(name, payload, path=None):
         "written_at": datetime.datetime.now(datetime.timezone.utc).isoformat(
             timespec="seconds"
         ),
-        "command": " ".join(["python", *map(_relative, sys.argv)]),
+        "command": command_line(),
         **payload,
     }
     tmp = path.with_suffix(path.suffix + ".tmp")

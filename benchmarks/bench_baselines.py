@@ -35,6 +35,7 @@ import scipy
 import scipy.sparse as sp
 import sklearn
 import torch
+from _harness import command_line
 
 REPO = Path(__file__).resolve().parents[1]
 K = 10
@@ -290,7 +291,7 @@ def main(argv=None):
     args.device = resolve_device(args.device)
     report = {
         "benchmark": "bench_baselines",
-        "command": "python benchmarks/bench_baselines.py " + " ".join(sys.argv[1:]),
+        "command": command_line(),
         "hardware": _hardware(args.device),
         "movielens": movielens(args),
     }

@@ -55,8 +55,8 @@ only -- ``--tune`` re-runs these sweeps; the test sets were not used):
   128 factors 0.2575; n_negatives=8 0.2536; batch 4096, lr 1e-2, 40 epochs
   0.2538.
 
-Run time on 2 shared CPU cores, one torch thread: about 7 minutes
-(``--tune`` adds about 10); ``--quick``: about 1 minute.
+Run time on 2 shared CPU cores, one torch thread: about 4 minutes
+(``--tune`` adds about 3); ``--quick``: about 1 minute.
 
 Usage (from the repository root)::
 

@@ -26,7 +26,7 @@ with 8x8 item images, LSTMRecommender and AttentionRecommender (softmax).
 
 Usage (from the repository root)::
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_overhead.py          # ~5 minutes
+    OMP_NUM_THREADS=1 python benchmarks/bench_overhead.py          # ~3 minutes
     OMP_NUM_THREADS=1 python benchmarks/bench_overhead.py --quick  # ~1 minute
 
 Results: a markdown table on stdout and ``benchmarks/results/overhead.json``.

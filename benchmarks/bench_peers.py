@@ -37,7 +37,7 @@ be imported gets a row saying why.
 
 Usage (from the repository root)::
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_peers.py           # ~6 minutes
+    OMP_NUM_THREADS=1 python benchmarks/bench_peers.py           # ~2 minutes
     OMP_NUM_THREADS=1 python benchmarks/bench_peers.py --quick   # ~1 minute
 
 Results: markdown tables on stdout and ``benchmarks/results/peers.json``.

@@ -17,7 +17,7 @@ import argparse
 import json
 import sys
 
-from _harness import BENCH_DIR, RESULTS_DIR, markdown_table
+from _harness import BENCH_DIR, RESULTS_DIR, loglog_exponent, markdown_table
 
 BEGIN, END = "<!-- BEGIN GENERATED -->", "<!-- END GENERATED -->"
 
@@ -262,9 +262,13 @@ def scaling():
     if e.get("rows"):
         rows = [dict(items=f"{r['n_items']:,}", n=f"{r['n_interactions']:,}",
                      fit=_f(r["fit_s"], ".3g")) for r in e["rows"]]
+        k, f = [r["n_items"] for r in e["rows"]], [r["fit_s"] for r in e["rows"]]
+        note = f"EASE fit time ~ n_items^{e['exponent']:.2f} over the whole range"
+        if len(k) > 2:
+            note += (f", n_items^{loglog_exponent(k[-2:], f[-2:]):.2f} between the two "
+                     "largest sizes (the cubic Gram-matrix inverse takes over)")
         out += ["", markdown_table(rows, [("items", "items"), ("n", "interactions"),
-                                          ("fit", "EASE fit wall (s)")]), "",
-                f"EASE fit time ~ n_items^{e['exponent']:.2f}."]
+                                          ("fit", "EASE fit wall (s)")]), "", note + "."]
     if d.get("plot"):
         out += ["", "![scaling](results/scaling.png)"]
     out += ["", _stamp(d)]
