@@ -98,6 +98,7 @@ def _plot(results, curves, path, title):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.8))
     names = [r["model"] for r in results]
@@ -114,6 +115,7 @@ def _plot(results, curves, path, title):
         curve = np.asarray(curve, dtype=float)
         ax2.plot(np.arange(1, len(curve) + 1), curve / curve[0], marker="o", ms=3, label=name)
     ax2.set_xlabel("epoch")
+    ax2.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax2.set_ylabel("training loss / first-epoch loss")
     ax2.set_title("Learning curves (loss_curve_)")
     if curves:
