@@ -258,6 +258,103 @@ def test_cuda_matches_cpu():
 
 
 # --------------------------------------------------------------------------
+# Score ties: lower item index first
+# --------------------------------------------------------------------------
+
+
+def make_tied_data(seed, n_users=23, n_items=17):
+    """make_data with integer scores in 0..3: ties everywhere."""
+    y_true, _, exclude = make_data(seed, n_users=n_users, n_items=n_items)
+    y_score = np.random.RandomState(seed + 100).randint(0, 4, size=y_true.shape)
+    return y_true, y_score, exclude
+
+
+def test_tied_scores_rank_lower_item_index_first():
+    # regression: all-equal scores over 5 items, relevant item at index 2:
+    # items 0, 1, 2 are recommended, the hit is at rank 3
+    y_true = np.array([[0, 0, 1, 0, 0]])
+    y_score = np.ones((1, 5))
+    assert ndcg_at_k(y_true, y_score, k=3) == pytest.approx(0.5, abs=1e-12)
+    assert ndcg_at_k(y_true, torch.zeros(1, 5), k=3) == pytest.approx(0.5, abs=1e-12)
+    assert mrr_at_k(y_true, y_score, k=3) == pytest.approx(1 / 3, abs=1e-12)
+    assert map_at_k(y_true, y_score, k=3) == pytest.approx(1 / 3, abs=1e-12)
+    assert hit_rate_at_k(y_true, y_score, k=2) == 0.0
+    assert recall_at_k(y_true, y_score, k=2) == 0.0
+    # excluding item 0 moves the hit to rank 2
+    exclude = np.array([[1, 0, 0, 0, 0]])
+    assert ndcg_at_k(y_true, y_score, k=3, exclude=exclude) == pytest.approx(
+        1 / math.log2(3), abs=1e-12
+    )
+    # a tie below a higher score: item 4 first, then 0, 1, 2
+    y_score = np.array([[1.0, 1.0, 1.0, 1.0, 2.0]])
+    assert mrr_at_k(y_true, y_score, k=5) == pytest.approx(1 / 4, abs=1e-12)
+
+
+@pytest.mark.parametrize("metric", list(METRICS))
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("k", [1, 3, 5, 17])
+@pytest.mark.parametrize("with_exclude", [False, True])
+def test_metric_matches_reference_with_tied_scores(metric, seed, k, with_exclude):
+    # ref_ranking sorts stably by decreasing score: lower index first in ties
+    y_true, y_score, exclude = make_tied_data(seed)
+    if not with_exclude:
+        exclude = None
+    expected = ref_per_user(metric, y_true, y_score, k, exclude)
+    func = METRICS[metric]
+    for scores in (y_score, y_score.astype(np.float32), torch.tensor(y_score)):
+        per_user = func(y_true, scores, k=k, exclude=exclude, average=False)
+        np.testing.assert_allclose(per_user, expected, rtol=0, atol=1e-9)
+
+
+def test_tied_scores_chunking_does_not_change_results(monkeypatch):
+    y_true, y_score, exclude = make_tied_data(3, n_users=40)
+    full = {
+        name: func(y_true, y_score, k=4, exclude=exclude, average=False)
+        for name, func in METRICS.items()
+    }
+    monkeypatch.setattr(_ranking, "_CHUNK_ELEMENTS", 3 * y_true.shape[1])  # 3 users
+    for name, func in METRICS.items():
+        got = func(y_true, y_score, k=4, exclude=exclude, average=False)
+        np.testing.assert_array_equal(got, full[name])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu_with_tied_scores():
+    y_true, y_score, exclude = make_tied_data(7)
+    # the rankings are identical...
+    for n_negatives in (None, 4):
+        relevant, scores, excluded = _ranking._check_ranking_inputs(
+            y_true, y_score, 5, exclude, n_negatives
+        )
+        items = {
+            device: np.concatenate([
+                chunk.cpu().numpy()
+                for _, _, chunk in _ranking._iter_topk(
+                    relevant, scores, excluded, 5, n_negatives,
+                    _ranking._sampling_rng(0), torch.device(device),
+                )
+            ])
+            for device in ("cpu", "cuda")
+        }
+        np.testing.assert_array_equal(items["cuda"], items["cpu"])
+    # ... so the metrics agree up to the rounding of their sums
+    for func in METRICS.values():
+        for k in (1, 5, 17):
+            cpu = func(y_true, y_score, k=k, exclude=exclude, average=False)
+            gpu = func(
+                y_true, y_score, k=k, exclude=exclude, average=False, device="cuda"
+            )
+            np.testing.assert_allclose(gpu, cpu, rtol=0, atol=1e-12)
+        kw = dict(k=5, exclude=exclude, n_negatives=4, random_state=0, average=False)
+        np.testing.assert_allclose(
+            func(y_true, y_score, device="cuda", **kw),
+            func(y_true, y_score, **kw),
+            rtol=0,
+            atol=1e-12,
+        )
+
+
+# --------------------------------------------------------------------------
 # Sampled-negative protocol
 # --------------------------------------------------------------------------
 
@@ -334,6 +431,37 @@ def test_sampled_all_candidates_equals_full_ranking():
             average=False,
         )
         np.testing.assert_allclose(sampled, full, rtol=0, atol=1e-9)
+
+
+def test_sampled_tied_scores_lower_item_index_first():
+    # ranked candidates are ordered by item index within a tie, whatever the
+    # order in which the negatives were drawn
+    y_true, y_score, exclude = make_tied_data(4)
+    n_items = y_true.shape[1]
+    for seed in range(3):
+        topk = _sampled_topk(y_true, y_score, exclude, n_items, 4, seed)
+        for u in range(y_true.shape[0]):
+            ranked = [i for i in topk[u] if i >= 0]
+            assert ranked == ref_ranking(
+                y_score[u], set(range(n_items)) - set(ranked), n_items
+            )
+
+
+def test_sampled_all_candidates_equals_full_ranking_with_tied_scores():
+    y_true, y_score, _ = make_tied_data(9)
+    n_items = y_true.shape[1]
+    rng = np.random.RandomState(0)
+    y_true = np.zeros_like(y_true)
+    for u in range(y_true.shape[0]):
+        y_true[u, rng.choice(n_items, 3, replace=False)] = 1
+    for name, func in METRICS.items():
+        for k in (1, 5):
+            full = func(y_true, y_score, k=k, average=False)
+            sampled = func(
+                y_true, y_score, k=k, n_negatives=n_items - 3, random_state=0,
+                average=False,
+            )
+            np.testing.assert_array_equal(sampled, full)
 
 
 def test_sampled_zero_negatives_is_perfect():

@@ -5,8 +5,10 @@ All ranking metrics share one core:
 1. the scores of one chunk of users are copied to ``device`` (a torch
    device) and excluded items get score ``-inf`` (under the sampled protocol
    only the scores of the relevant and sampled items are gathered instead);
-2. :func:`torch.topk` gives the ``(n_users, k)`` matrix of recommended item
-   indices in rank order (``-1`` where fewer than ``k`` items can be ranked);
+2. ``sklearn_recsys._topk.topk`` (:func:`torch.topk` with score ties
+   broken in favour of the lower item index) gives the ``(n_users, k)``
+   matrix of recommended item indices in rank order (``-1`` where fewer than
+   ``k`` items can be ranked);
 3. the ``(n_users, k)`` boolean *hit matrix* is obtained by looking the
    recommended items up in the CSR relevance matrix (binary search on the
    sorted keys ``user * n_items + item``);
@@ -15,6 +17,12 @@ All ranking metrics share one core:
 
 There is no Python loop over users; users are processed in chunks so that
 the memory used stays bounded whatever the number of users.
+
+Ties in scores are broken by one documented rule: among items of equal score
+the lower item index (column of ``y_score``) is ranked first, the convention
+of the reference implementations (a stable sort by decreasing score).  The
+rankings, hence the hit matrices, are therefore deterministic and identical
+on CPU and CUDA (metric values can differ only by the rounding of sums).
 """
 
 # Authors: The sklearn_recsys developers
@@ -27,6 +35,8 @@ import scipy.sparse as sp
 import torch
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions, validate_params
+
+from .._topk import topk
 
 __all__ = [
     "catalog_coverage",
@@ -257,6 +267,8 @@ def _iter_topk(relevant, y_score, excluded, k, n_negatives, rng, device):
     ``topk_items`` is an int64 tensor of shape (stop - start, k) on
     ``device`` holding distinct item indices in rank order, -1 where no item
     can be ranked at that position (all remaining items have score -inf).
+    Among items of equal score the lower item index comes first, under both
+    protocols.
     """
     n_users, n_items = relevant.shape
     for start, stop in _chunks(n_users, n_items):
@@ -265,12 +277,16 @@ def _iter_topk(relevant, y_score, excluded, k, n_negatives, rng, device):
             if excluded is not None:
                 rows, cols = _csr_chunk_coo(excluded, start, stop, device)
                 scores[rows, cols] = -torch.inf
-            values, items = torch.topk(scores, k, dim=1)
+            values, items = topk(scores, k)
         else:
             # rank the (few) candidates only
             candidates = _sample_candidates(
                 relevant, excluded, start, stop, n_negatives, rng, device
             )
+            # candidates in increasing item order (-1 padding, of score -inf,
+            # first), so that the lower column of cand_scores in a tie is the
+            # lower item index
+            candidates = torch.sort(candidates, dim=1).values
             if candidates.shape[1] < k:
                 pad = torch.full(
                     (stop - start, k - candidates.shape[1]), -1,
@@ -279,7 +295,7 @@ def _iter_topk(relevant, y_score, excluded, k, n_negatives, rng, device):
                 candidates = torch.cat([candidates, pad], dim=1)
             cand_scores = torch.gather(scores, 1, candidates.clamp(min=0))
             cand_scores.masked_fill_(candidates < 0, -torch.inf)
-            values, order = torch.topk(cand_scores, k, dim=1)
+            values, order = topk(cand_scores, k)
             items = torch.gather(candidates, 1, order)
         items[values == -torch.inf] = -1
         yield start, stop, items
@@ -543,8 +559,10 @@ default=None
     -----
     Relevance is binary and the recommendation list of a user is the ``k``
     highest-scored items among the ranked ones.  Ties in scores are broken
-    by :func:`torch.topk` (arbitrary but deterministic for a given input and
-    device).
+    in favour of the lower item index (column of ``y_score``), the
+    convention of reference implementations (a stable sort by decreasing
+    score): with equal scores for all items, items 0, 1, ..., k - 1 are
+    recommended.  The ranking is the same on CPU and CUDA.
 """
 
 
