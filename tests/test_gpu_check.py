@@ -1,0 +1,56 @@
+"""Smoke test of ``benchmarks/gpu_check.py`` on the CPU (``--quick``).
+
+The script is meant for a machine with a GPU; ``--device cpu`` runs both
+sides of the comparison on the CPU so that its code paths are exercised
+here. Nothing is asserted about times.
+"""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "benchmarks" / "gpu_check.py"
+
+ESTIMATORS = {
+    "MatrixFactorization", "CNNRecommender", "LSTMRecommender",
+    "AttentionRecommender", "Popularity", "ItemKNN", "EASE",
+}
+
+
+def test_gpu_check_quick_on_cpu(tmp_path):
+    out = tmp_path / "gpu.json"
+    res = subprocess.run(
+        [sys.executable, str(SCRIPT), "--device", "cpu", "--quick", "--out", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
+    assert "### GPU check" in res.stdout
+
+    data = json.loads(out.read_text())
+    assert data["benchmark"] == "gpu" and data["passed"] is True
+    assert data["failures"] == []
+    assert data["settings"]["quick"] is True
+    assert data["settings"]["tolerance"]["rel"] > 0
+    assert data["environment"]["device"] == "cpu"
+
+    results = data["results"]
+    assert {r["class"] for r in results} == ESTIMATORS
+    mf = {r["params"].get("loss") for r in results if r["class"] == "MatrixFactorization"}
+    assert mf >= {"mse", "bce", "bpr"}
+    assert any(r["params"].get("architecture") == "neumf" for r in results)
+    for r in results:
+        assert r["ok"], r["estimator"]
+        for side in ("cpu", "device"):
+            run = r[side]
+            assert "error" not in run, (r["estimator"], side, run.get("error"))
+            assert run["device"] == "cpu"
+            assert math.isfinite(run["quality"])
+            assert run["fit_wall_s"] > 0 and run["recommend_s"] > 0
+            assert run["train_samples_per_s"] > 0
+        neural = r["class"] not in {"Popularity", "ItemKNN", "EASE"}
+        assert (r["device"]["epochs"] is not None) == neural
+        # AMP is reported either way: a run or why not
+        assert r["amp"] == "not available in this version" or "run" in r["amp"]
