@@ -94,7 +94,7 @@ from _harness import (
     write_json,
 )
 from sklearn_recsys import MatrixFactorization
-from sklearn_recsys._training import RecommenderLoss
+from sklearn_recsys._objectives import RecommenderLoss
 from sklearn_recsys.metrics import make_ranking_scorer
 from sklearn_recsys.model_selection import UserHoldout, train_test_split
 from sklearn_recsys.nn import BiasedMF

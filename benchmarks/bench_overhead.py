@@ -1,12 +1,13 @@
 """Training overhead of the skorch path against a plain PyTorch loop, for
 every neural model of the package.
 
-For each model the estimator is fitted once with its ``_train`` call
+For each model the estimator is fitted once with its ``_make_net`` call
 intercepted (on the instance only; nothing in the package changes), which
 records exactly what the estimator hands to skorch: the freshly built
-module (deep-copied before training), the :class:`TensorDataset` of device
-tensors, the batch transform (negative sampler), the criterion and the
-optimizer parameters. Then, interleaved and repeated ``--reps`` times:
+module (deep-copied before training), the training :class:`TensorDataset`
+of device tensors, the batch transform (negative sampler), the criterion
+and the optimizer with its parameters (from the ``_criterion`` and
+``_optimizer`` hooks). Then, interleaved and repeated ``--reps`` times:
 
 * **ours**: ``est.fit`` with ``max_iter=--epochs``; per-epoch wall time from
   ``net_.history[:, "dur"]`` and CPU time from a callback (as in
@@ -58,7 +59,7 @@ from sklearn_recsys import (
     LSTMRecommender,
     MatrixFactorization,
 )
-from sklearn_recsys._training import RecommenderLoss, TensorBatchIterator
+from sklearn_recsys._training import TensorBatchIterator
 from sklearn_recsys.datasets import make_interactions
 
 RATIO_TARGET = 1.2
@@ -102,19 +103,30 @@ def models(quick):
 
 
 def capture(est, X):
-    """Fit ``est`` once, recording what it passes to ``_train``."""
+    """Fit ``est`` once, recording the network, data and objective it trains.
+
+    The estimator's single ``fit`` hands its hooks' results to ``_make_net``
+    (the module, the validated ``FitData`` and the ``TrainingData``); the
+    criterion and optimizer come from the ``_criterion``/``_optimizer`` hooks.
+    """
     record = {}
-    original = est._train
+    original = est._make_net
 
-    def recording_train(module, dataset, **kwargs):
-        record.update(module=copy.deepcopy(module), dataset=dataset, kwargs=kwargs)
-        return original(module, dataset, **kwargs)
+    def recording_make_net(module, fit, training):
+        optimizer, optimizer_params = est._optimizer(fit)
+        record.update(
+            module=copy.deepcopy(module), dataset=training.train,
+            batch_transform=training.batch_transform, criterion=est._criterion(fit),
+            optimizer=optimizer, optimizer_params=optimizer_params,
+            seed=fit.seed, device=fit.device,
+        )
+        return original(module, fit, training)
 
-    est._train = recording_train  # instance attribute shadows the method
+    est._make_net = recording_make_net  # instance attribute shadows the method
     try:
         est.fit(X)
     finally:
-        del est._train
+        del est._make_net
     if not isinstance(record.get("module"), torch.nn.Module):
         raise RuntimeError(f"{type(est).__name__} did not pass a module instance")
     return record
@@ -122,19 +134,15 @@ def capture(est, X):
 
 def plain_loop(est, record, epochs):
     """Hand-written loop over the recorded module, data, sampler and criterion."""
-    kw = record["kwargs"]
-    seed = kw["seed"]
+    seed = record["seed"]
     torch.manual_seed(seed)
-    module = copy.deepcopy(record["module"]).to(kw["device"])
-    criterion = kw.get("criterion")
-    if criterion is None:
-        criterion = RecommenderLoss(loss=kw["loss"], alpha=est._resolved_alpha())
-    criterion = copy.deepcopy(criterion)
-    optimizer_cls = kw.get("optimizer", torch.optim.Adam)  # SparseDenseAdam if sparse
-    optimizer = optimizer_cls(module.parameters(), lr=est.learning_rate_init,
-                              **(kw.get("optimizer_params") or {}))
+    module = copy.deepcopy(record["module"]).to(record["device"])
+    criterion = copy.deepcopy(record["criterion"])
+    optimizer = record["optimizer"](  # SparseDenseAdam if sparse
+        module.parameters(), lr=est.learning_rate_init, **record["optimizer_params"]
+    )
     iterator = TensorBatchIterator(record["dataset"], est.batch_size, shuffle=True,
-                                   seed=seed, batch_transform=kw.get("batch_transform"))
+                                   seed=seed, batch_transform=record["batch_transform"])
     module.train()
     wall, cpu = [], []
     for _ in range(epochs):

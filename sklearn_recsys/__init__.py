@@ -7,8 +7,8 @@ dense, one row per user), and shares one ``recommend`` API.
 """
 
 from ._baselines import EASE, ItemKNN, Popularity
-from ._cnn import CNNRecommender, ItemContent
-from ._mf import MatrixFactorization
+from ._content import ItemContent
+from ._factorization import CNNRecommender, MatrixFactorization
 from ._sequence import AttentionRecommender, LSTMRecommender
 
 __version__ = "0.1.0.dev0"

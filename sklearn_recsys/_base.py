@@ -1,28 +1,41 @@
-"""Base class shared by the recommenders: input handling, unknown ids,
-``predict``, ``recommend``, fold-in of new users and ``score``."""
+"""The base of every recommender: the one ``fit``, input handling, unknown
+ids, ``predict``, ``recommend``, fold-in of new users and ``score``.
+
+``BaseRecommender.fit`` is the only ``fit`` of the package. It validates the
+input into a :class:`FitData` record (nothing on the estimator changes), asks
+the subclass for the fitted state (:meth:`BaseRecommender._fit`), and replaces
+the previous fitted state at once: a fit that raises leaves the estimator as
+it was. See the developer guide ("Adding a recommender") for the hooks.
+"""
 
 import numbers
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import torch
-from sklearn.base import BaseEstimator
-from sklearn.utils import TransformerTags
-from sklearn.utils import check_random_state
+from sklearn.base import BaseEstimator, _fit_context
+from sklearn.utils import TransformerTags, check_random_state
 from sklearn.utils._param_validation import StrOptions
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
+from ._evaluation import ranking_score, split_rows
 from ._input import (
     IdIndex,
+    Interactions,
+    as_id_array,
+    check_ids,
     check_k,
     check_targets,
-    interactions_to_csr,
     is_table,
     matrix_to_interactions,
+    seen_matrix,
     table_to_interactions,
 )
+from ._sequence_data import history_lists, is_history_list
+from ._topk import topk
 from ._training import resolve_device
 
 # Upper bound on the floats of one block of scores, so that scoring all items
@@ -30,27 +43,57 @@ from ._training import resolve_device
 _SCORE_BLOCK = 2**24
 
 
-def _check_users_1d(users):
-    users = np.asarray(users)
+def _check_users_1d(users, name="users"):
+    users = as_id_array(users, name)
     if users.ndim == 0:
         users = users.reshape(1)
     if users.ndim != 1:
         raise ValueError(
-            "users must be a 1-D array-like of user ids, or a 2-D user x item "
+            f"{name} must be a 1-D array-like of ids, or a 2-D user x item "
             f"matrix / interaction table of histories; got shape {users.shape}."
         )
     if len(users) == 0:
-        raise ValueError("users is empty: pass at least one user.")
+        raise ValueError(f"{name} is empty: pass at least one id.")
     return users
+
+
+@dataclass
+class FitData:
+    """What ``fit`` validated, handed to the fitting hooks.
+
+    ``data`` holds the interactions as indices into ``user_index`` and
+    ``item_index``; ``convention`` is ``"table"`` or ``"matrix"``; ``seed``
+    and ``device`` are resolved from ``random_state`` and ``device``.
+    """
+
+    data: Interactions
+    user_index: IdIndex
+    item_index: IdIndex
+    convention: str
+    n_features_in: int | None
+    seed: int
+    device: str
+
+    @property
+    def n_users(self):
+        return len(self.user_index)
+
+    @property
+    def n_items(self):
+        return len(self.item_index)
+
+    def seen(self):
+        """Binary user x item CSR of the training interactions."""
+        return seen_matrix(self.data.users, self.data.items, (self.n_users, self.n_items))
 
 
 class BaseRecommender(BaseEstimator):
     """Shared plumbing for the recommenders of this package.
 
-    Subclasses implement ``_fit(data, device, seed)`` that trains on an
-    :class:`~sklearn_recsys._input.Interactions` record and sets the fitted
-    module; and ``_module()`` returning the fitted scoring module (see
-    :mod:`sklearn_recsys.nn`).
+    Subclasses provide the fitted state through :meth:`_fit` (the neural
+    models through :class:`~sklearn_recsys._neural.NeuralRecommender`),
+    ``_module()`` returning the fitted :class:`~sklearn_recsys.nn.Scorer`,
+    and ``_fold_in(histories)`` giving user representations of new users.
     """
 
     _parameter_constraints = {
@@ -61,22 +104,81 @@ class BaseRecommender(BaseEstimator):
         "random_state": ["random_state"],
     }
 
-    # -- fitting -----------------------------------------------------------
+    # dtype of the validated user x item matrix
+    _matrix_dtype = np.float32
+    # Sequence models: histories are ordered (time column, matrix values) and
+    # recommend also reads lists of item-id lists.
+    _sequential = False
+    # Appended to the error for unknown candidate/query items.
+    _unknown_item_hint = ""
+
+    # -- the one fit ---------------------------------------------------------
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Fit the recommender.
+
+        Parameters
+        ----------
+        X : DataFrame or {array-like, sparse matrix} of shape (n_users, n_items)
+            Interaction table (one row per interaction) or user x item matrix
+            (stored entries = interactions, values = targets or, for the
+            sequence models, the order).
+        y : array-like of shape (n_interactions,), default=None
+            Targets of an interaction table (ratings, click labels or
+            weights, as the model's loss reads them). Ignored for a matrix.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        self._check_params()
+        fit = self._validate_fit_input(X, y)
+        state = {
+            "_user_index": fit.user_index,
+            "_item_index": fit.item_index,
+            "_seen": fit.seen(),
+            "_convention": fit.convention,
+        }
+        if fit.n_features_in is not None:
+            state["n_features_in_"] = fit.n_features_in
+        state.update(self._fit(fit))
+        self._set_fitted_state(state)
+        return self
+
+    def _fit(self, fit):
+        """The model's fitted state (a dict of attributes) from ``fit``.
+
+        Must not change the estimator: ``fit`` assigns the returned attributes
+        only once everything succeeded.
+        """
+        raise NotImplementedError
+
+    def _check_params(self):
+        """Cross-parameter checks (none by default)."""
+
+    def _extra_items(self):
+        """``(parameter name, raw ids)`` of items beyond the interactions, or None."""
+        return None
+
+    def _set_fitted_state(self, state):
+        for name in getattr(self, "_fitted_names", ()):
+            self.__dict__.pop(name, None)
+        self.__dict__.update(state)
+        self._fitted_names = tuple(state)
 
     def _validate_fit_input(self, X, y):
-        """Map ids, record the id spaces and the seen-item matrix."""
+        """Validate ``X``/``y`` into a :class:`FitData`; nothing is stored."""
+        rng = check_random_state(getattr(self, "random_state", None))
+        seed = int(rng.randint(np.iinfo(np.int32).max))
+        device = resolve_device(self.device)
         if is_table(X):
-            data, self._user_index, self._item_index = table_to_interactions(
-                X,
-                y,
-                user_col=self.user_col,
-                item_col=self.item_col,
+            data, user_index, item_index = table_to_interactions(
+                X, y, user_col=self.user_col, item_col=self.item_col,
                 time_col=self._fit_time_col(),
             )
-            self._convention = "table"
-            for attr in ("n_features_in_", "feature_names_in_"):
-                if hasattr(self, attr):
-                    delattr(self, attr)
+            convention, n_features = "table", None
         else:
             if y is not None:
                 warnings.warn(
@@ -86,23 +188,41 @@ class BaseRecommender(BaseEstimator):
                 )
             Xm = self._check_matrix(X, reset=True)
             data = matrix_to_interactions(Xm)
-            self._user_index = IdIndex(np.arange(Xm.shape[0]))
-            self._item_index = IdIndex(np.arange(Xm.shape[1]))
-            self._convention = "matrix"
-        self._seen = interactions_to_csr(
-            data.users, data.items, None, (len(self._user_index), len(self._item_index))
-        )
-        self._seen.data[:] = 1.0
-        return data
+            user_index, item_index = IdIndex(np.arange(Xm.shape[0])), IdIndex(np.arange(Xm.shape[1]))
+            convention, n_features = "matrix", Xm.shape[1]
+        fit = FitData(data, user_index, item_index, convention, n_features, seed, device)
+        extra = self._extra_items()
+        return fit if extra is None else self._with_extra_items(fit, *extra)
 
-    # dtype of the validated user x item matrix
-    _matrix_dtype = np.float32
+    @staticmethod
+    def _with_extra_items(fit, name, raw_ids):
+        """Add items known from a parameter (e.g. content) to the item space."""
+        missing = fit.item_index.transform(raw_ids) < 0
+        if not missing.any():
+            return fit
+        if fit.convention == "matrix":
+            bad = np.asarray(raw_ids)[missing][:10].tolist()
+            raise ValueError(
+                "With a user x item matrix, item ids are column indices, but "
+                f"{name} has ids that are not columns of X: {bad}. Add (empty) "
+                "columns for cold items, or pass an interaction table."
+            )
+        old = fit.item_index.ids
+        index, _ = IdIndex.from_values(fit.item_index.extended(raw_ids).ids)
+        fit.data.items = index.transform(old[fit.data.items])
+        fit.item_index = index
+        return fit
 
     def _fit_time_col(self):
         """Time column read (and validated) at fit; None when not needed."""
         return getattr(self, "time_col", None)
 
     def _check_matrix(self, X, *, reset):
+        """A canonical CSR copy-on-need of a user x item matrix.
+
+        The caller's arrays are never modified: a matrix with unsorted or
+        duplicate entries is canonicalised on a copy.
+        """
         if isinstance(X, (list, tuple)):
             X = np.asarray(X)
         if getattr(X, "ndim", 2) == 1:
@@ -112,17 +232,15 @@ class BaseRecommender(BaseEstimator):
                 "array.reshape(1, -1) for a single user, or pass an interaction "
                 "table."
             )
-        X = validate_data(
-            self,
-            X,
-            reset=reset,
-            accept_sparse=["csr", "csc", "coo"],
-            dtype=[np.float32, np.float64],
+        params = dict(
+            accept_sparse=["csr", "csc", "coo"], dtype=[np.float32, np.float64],
             ensure_all_finite=True,
         )
+        X = check_array(X, **params) if reset else validate_data(self, X, reset=False, **params)
         X = sp.csr_array(X, dtype=self._matrix_dtype)
-        X.sum_duplicates()
-        X.sort_indices()
+        if not X.has_canonical_format:
+            X = X.copy()
+            X.sum_duplicates()
         if not reset and X.shape[1] != len(self._item_index):
             # a table-fitted model has no n_features_in_ for validate_data
             raise ValueError(
@@ -132,24 +250,19 @@ class BaseRecommender(BaseEstimator):
             )
         return X
 
-    def _seed_and_device(self):
-        rng = check_random_state(self.random_state)
-        return int(rng.randint(np.iinfo(np.int32).max)), resolve_device(self.device)
-
     # -- id handling -------------------------------------------------------
 
     def _unknown(self, kind, raw_ids, mask):
-        if not mask.any():
+        if not mask.any() or self.handle_unknown != "error":
             return
-        if self.handle_unknown == "error":
-            unknown = pd.unique(np.asarray(raw_ids)[mask])
-            shown = ", ".join(repr(u) for u in unknown[:10].tolist())
-            more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
-            raise ValueError(
-                f"Found {len(unknown)} {kind} id(s) not seen during fit: {shown}"
-                f"{more}. Set handle_unknown='fallback' to score them with the "
-                "fitted biases/popularity instead."
-            )
+        unknown = pd.unique(np.asarray(raw_ids)[mask])
+        shown = ", ".join(repr(u) for u in unknown[:10].tolist())
+        more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
+        raise ValueError(
+            f"Found {len(unknown)} {kind} id(s) not seen during fit: {shown}"
+            f"{more}. Set handle_unknown='fallback' to score them with the "
+            "fitted biases/popularity instead."
+        )
 
     def _apply_unknown(self, kind, raw, idx):
         """Apply ``handle_unknown`` to looked-up indices (``-1`` = unknown)."""
@@ -157,12 +270,12 @@ class BaseRecommender(BaseEstimator):
         self._unknown(kind, np.asarray(raw), unknown)
         idx = idx.copy()
         idx[unknown] = len(self._user_index if kind == "user" else self._item_index)
-        return idx  # unknown ids point at the zero padding row
+        return idx  # unknown ids point at the fallback (padding) row
 
     def _check_matrix_indices(self, kind, raw):
-        """For a model fitted on a matrix, ids are row/column indices."""
+        """Valid raw ids; for a model fitted on a matrix, row/column indices."""
         if self._convention != "matrix":
-            return raw
+            return check_ids(raw, f"{kind} ids")
         raw = np.asarray(raw)
         if raw.dtype.kind == "f" and np.all(np.isfinite(raw)) and np.all(raw == np.round(raw)):
             raw = raw.astype(np.int64)
@@ -177,6 +290,17 @@ class BaseRecommender(BaseEstimator):
     def _map_users(self, raw):
         raw = self._check_matrix_indices("user", raw)
         return self._apply_unknown("user", raw, self._user_index.transform(raw))
+
+    def _map_items(self, raw, what="items"):
+        """Indices of known raw item ids; unknown ones raise a ValueError."""
+        raw = self._check_matrix_indices("item", _check_users_1d(raw, what))
+        idx = self._item_index.transform(raw)
+        if (idx < 0).any():
+            raise ValueError(
+                f"{what} contains ids not seen during fit: {raw[idx < 0][:10].tolist()}."
+                + self._unknown_item_hint
+            )
+        return idx
 
     @property
     def user_ids_(self):
@@ -203,92 +327,96 @@ class BaseRecommender(BaseEstimator):
         return scores
 
     def _user_block(self, n_candidates):
-        cost = getattr(self._module(), "score_cost", 1)
+        """Users scored at once against ``n_candidates`` items."""
+        cost = self._module().score_cost
         return max(1, _SCORE_BLOCK // max(1, n_candidates * cost))
 
-    @torch.no_grad()
     def _score_pairs(self, user_repr, items, rows=None):
         """Scores of (row of user_repr, item) pairs, in blocks."""
         module = self._module()
-        module.eval()
         device = self._device()
         out = np.empty(len(items), dtype=np.float32)
         items_t = torch.as_tensor(items, device=device)
         rows_t = None if rows is None else torch.as_tensor(rows, device=device)
-        block = max(1, _SCORE_BLOCK // getattr(module, "score_cost", 1) // 8)
-        for s in range(0, len(items), block):
-            sl = slice(s, s + block)
-            u = user_repr[sl] if rows_t is None else user_repr[rows_t[sl]]
-            out[sl] = module.score_pairs(u, items_t[sl]).float().cpu().numpy()
+        block = max(1, _SCORE_BLOCK // module.score_cost // 8)
+        with module.scoring():
+            for s in range(0, len(items), block):
+                sl = slice(s, s + block)
+                u = user_repr[sl] if rows_t is None else user_repr[rows_t[sl]]
+                out[sl] = module.score_pairs(u, items_t[sl]).float().cpu().numpy()
         return out
 
-    @torch.no_grad()
     def _known_user_repr(self, users_idx):
+        """Representations of users given by index (``n_users`` = unknown)."""
         module = self._module()
-        module.eval()
-        return module.user_representation(
-            torch.as_tensor(users_idx, device=self._device())
-        )
+        with module.scoring():
+            return module.user_representation(
+                torch.as_tensor(users_idx, device=self._device())
+            )
 
-    # -- fold-in -----------------------------------------------------------
+    # -- histories of new users ------------------------------------------------
 
-    def _histories(self, X):
-        """A CSR (n_new_users, n_items) of histories, and raw row labels.
+    def _histories(self, X, *, id_lists=False):
+        """Histories of new users: an :class:`Interactions` record and labels.
 
-        ``X`` is a user x item matrix with the fitted items as columns, or an
-        interaction table whose users are returned in order of first
-        appearance (unknown items are dropped under ``"fallback"``).
+        ``X`` is a user x item matrix with the fitted items as columns, an
+        interaction table (users in order of first appearance; ordered by the
+        time column for sequence models) or, with ``id_lists``, a list of
+        lists of item ids. The record's ``users`` are row positions; unknown
+        items raise under ``handle_unknown="error"`` and are dropped under
+        ``"fallback"``.
         """
+        if id_lists and is_history_list(X):
+            histories, raw = history_lists(X, self._item_index)
+            self._unknown("item", raw, histories.items < 0)
+            return histories.subset(histories.items >= 0), np.arange(histories.n_rows)
         if is_table(X):
             data, _, _ = table_to_interactions(
-                X,
-                None,
-                user_col=self.user_col,
-                item_col=self.item_col,
-                user_index=IdIndex(np.array([], dtype=object)),
-                item_index=self._item_index,
+                X, None, user_col=self.user_col, item_col=self.item_col,
+                time_col=self.time_col if self._sequential else None,
+                user_index=IdIndex.empty(), item_index=self._item_index,
             )
             self._unknown("item", X[self.item_col].to_numpy(), data.items < 0)
-            rows, labels = pd.factorize(X[self.user_col].to_numpy(), sort=False)
-            keep = data.items >= 0
-            values = self._history_values(X)
-            values = None if values is None else values[keep]
-            H = interactions_to_csr(
-                rows[keep], data.items[keep], values, (len(labels), len(self._item_index))
-            )
-            return H, np.asarray(labels)
+            data.users, labels = pd.factorize(X[self.user_col].to_numpy(), sort=False)
+            data.n_rows = len(labels)
+            return data.subset(data.items >= 0), np.asarray(labels)
         H = self._check_matrix(X, reset=False)
-        return H, np.arange(H.shape[0])
+        return matrix_to_interactions(H), np.arange(H.shape[0])
 
-    def _history_values(self, X):
-        return None
+    def _fold_in(self, histories):
+        """User representations ``(n_rows, R)`` of an :class:`Interactions` of histories."""
+        raise NotImplementedError
+
+    def _user_features(self, reprs):
+        """What :meth:`transform` returns for user representations."""
+        return reprs[:, :-1]
 
     def transform(self, X):
-        """User factors of users given by their histories (fold-in).
+        """Features of users given by their histories (fold-in, no refit).
 
-        The item side of the model stays frozen; each row's user
-        representation is estimated from its stored entries alone, so rows are
-        processed independently.
+        The model stays frozen; each history is read on its own, so rows are
+        processed independently. What the features are depends on the model
+        family: the user factors (factorization and CNN models), the encoder
+        state after the last item (sequence models), or the scores of every
+        item (closed-form baselines).
 
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_users, n_items) or DataFrame
             User x item matrix of histories (columns = the fitted items), or
-            an interaction table whose users are folded in in order of first
+            an interaction table whose users are taken in order of first
             appearance.
 
         Returns
         -------
-        factors : ndarray of shape (n_users, n_factors)
-            The folded-in user factors (without biases).
+        features : ndarray of shape (n_users, n_features)
         """
         check_is_fitted(self)
-        H, _ = self._histories(X)
-        reprs = self._fold_in(H)
-        return self._factors_of(reprs).cpu().numpy()
+        histories, _ = self._histories(X)
+        return np.asarray(self._user_features(self._fold_in(histories)).cpu().numpy())
 
     def fit_transform(self, X, y=None):
-        """Fit, then return the users' factors as :meth:`transform` would.
+        """Fit, then return the users' features as :meth:`transform` would.
 
         Parameters
         ----------
@@ -297,15 +425,9 @@ class BaseRecommender(BaseEstimator):
 
         Returns
         -------
-        factors : ndarray of shape (n_users, n_factors)
+        features : ndarray of shape (n_users, n_features)
         """
         return self.fit(X, y).transform(X)
-
-    def _factors_of(self, reprs):
-        return reprs[:, :-1]
-
-    def _fold_in(self, H):
-        raise NotImplementedError
 
     # -- public API ----------------------------------------------------------
 
@@ -328,69 +450,79 @@ class BaseRecommender(BaseEstimator):
             zeros elsewhere.
         """
         check_is_fitted(self)
-        if is_table(X):
-            if self._convention != "table":
-                raise TypeError(
-                    "This estimator was fitted on a user x item matrix; predict "
-                    "needs a matrix with the same items as columns, not a "
-                    "DataFrame."
-                )
-            data, _, _ = table_to_interactions(
-                X,
-                None,
-                user_col=self.user_col,
-                item_col=self.item_col,
-                user_index=self._user_index,
-                item_index=self._item_index,
+        with self._module().scoring():
+            if is_table(X):
+                return self._predict_table(X)
+            H = self._check_matrix(X, reset=False)
+            histories = matrix_to_interactions(H)
+            reprs = self._fold_in(histories)
+            values = self._postprocess_scores(
+                self._score_pairs(reprs, histories.items, rows=histories.users)
             )
-            users = self._apply_unknown("user", X[self.user_col], data.users)
-            items = self._apply_unknown("item", X[self.item_col], data.items)
-            uniq, inv = np.unique(users, return_inverse=True)
-            reprs = self._known_user_repr(uniq)
-            return self._postprocess_scores(self._score_pairs(reprs, items, rows=inv))
-        was_sparse = sp.issparse(X)
-        is_sparray = isinstance(X, sp.sparray)
-        H = self._check_matrix(X, reset=False)
-        reprs = self._fold_in(H)
-        coo = H.tocoo()
-        values = self._postprocess_scores(
-            self._score_pairs(reprs, coo.col.astype(np.int64), rows=coo.row)
-        )
-        out = sp.csr_array((values, (coo.row, coo.col)), shape=H.shape)
-        if not was_sparse:
+        out = sp.csr_array((values, (histories.users, histories.items)), shape=H.shape)
+        if not sp.issparse(X):
             return out.toarray()
-        return out if is_sparray else sp.csr_matrix(out)
+        return out if isinstance(X, sp.sparray) else sp.csr_matrix(out)
+
+    def _predict_table(self, X):
+        if self._convention != "table":
+            raise TypeError(
+                "This estimator was fitted on a user x item matrix; predict "
+                "needs a matrix with the same items as columns, not a "
+                "DataFrame."
+            )
+        data, _, _ = table_to_interactions(
+            X, None, user_col=self.user_col, item_col=self.item_col,
+            user_index=self._user_index, item_index=self._item_index,
+        )
+        users = self._apply_unknown("user", X[self.user_col], data.users)
+        items = self._apply_unknown("item", X[self.item_col], data.items)
+        uniq, inv = np.unique(users, return_inverse=True)
+        reprs = self._known_user_repr(uniq)
+        return self._postprocess_scores(self._score_pairs(reprs, items, rows=inv))
+
+    def _is_history_input(self, users):
+        return (
+            is_table(users)
+            or sp.issparse(users)
+            or getattr(users, "ndim", 1) == 2
+            or (self._sequential and is_history_list(users))
+        )
 
     def _user_reprs_for(self, users):
         """User representations and seen-item CSR for ``recommend``."""
-        if is_table(users) or sp.issparse(users) or getattr(users, "ndim", 1) == 2:
-            H, _ = self._histories(users)
-            return self._fold_in(H), H
-        return self._known_user_reprs(users)
-
-    def _known_user_reprs(self, users):
-        """Representations and seen items of users given by their raw ids."""
-        users = _check_users_1d(users)
-        idx = self._map_users(users)
-        reprs = self._known_user_repr(idx)
+        if self._is_history_input(users):
+            histories, _ = self._histories(users, id_lists=self._sequential)
+            seen = seen_matrix(
+                histories.users, histories.items, (histories.n_rows, len(self._item_index))
+            )
+            return self._fold_in(histories), seen
+        idx = self._map_users(_check_users_1d(users))
         known = idx < self._seen.shape[0]
         seen = self._seen[np.where(known, idx, 0)]
         if not known.all():  # unknown users (fallback row) have seen nothing
             seen = sp.csr_array(seen.multiply(known[:, None].astype(np.float32)))
             seen.eliminate_zeros()
-        return reprs, seen
+        return self._known_user_repr(idx), seen
 
-    @torch.no_grad()
+    def _candidates(self, items, device):
+        """Candidate item indices (a tensor), or None for all items."""
+        if items is None:
+            return None
+        idx = self._map_items(np.asarray(as_id_array(items, "items")).ravel())
+        return torch.as_tensor(np.unique(idx), device=device)
+
     def recommend(self, users, k=10, *, exclude_seen=True, items=None):
         """Top-``k`` items for each user, best first.
 
         Parameters
         ----------
         users : array-like of shape (n_users,), DataFrame or matrix
-            Raw ids of users seen at fit; or histories of new users to fold in
-            without refitting: a user x item matrix (rows = users, columns =
-            the fitted items) or an interaction table (users in order of first
-            appearance).
+            Raw ids of users seen at fit; or histories of new users to fold
+            in without refitting: a user x item matrix (rows = users, columns
+            = the fitted items), an interaction table (users in order of first
+            appearance) or, for the sequence models, a list of lists of item
+            ids (oldest first).
         k : int, default=10
             Number of items per user. Clipped to the number of candidate
             items.
@@ -398,8 +530,8 @@ class BaseRecommender(BaseEstimator):
             Leave out items the user interacted with at fit (or in the given
             history).
         items : array-like of shape (n_candidates,), default=None
-            Raw ids of the candidate items (an allow-list); all fitted items
-            when None.
+            Raw ids of the candidate items (an allow-list); all items of the
+            model when None.
 
         Returns
         -------
@@ -408,31 +540,32 @@ class BaseRecommender(BaseEstimator):
         scores : ndarray of shape (n_users, k)
             Their scores. A user with fewer than ``k`` eligible items gets its
             remaining slots filled with excluded items scored ``-inf``.
+
+        Notes
+        -----
+        Equal scores are ranked by item index (the order of ``item_ids_``),
+        lower first, on every device.
         """
         check_is_fitted(self)
         k = check_k(k)
-        reprs, seen = self._user_reprs_for(users)
-        n_items = len(self._item_index)
-        device = self._device()
-        if items is None:
-            cand = None
-            n_cand = n_items
-        else:
-            raw = self._check_matrix_indices("item", np.asarray(items).ravel())
-            if len(raw) == 0:
-                raise ValueError("items is empty: pass at least one candidate item.")
-            cand_np = self._item_index.transform(raw)
-            if (cand_np < 0).any():
-                bad = raw[cand_np < 0][:10].tolist()
-                raise ValueError(f"items contains ids not seen during fit: {bad}.")
-            cand_np = np.unique(cand_np)
-            cand = torch.as_tensor(cand_np, device=device)
-            n_cand = len(cand_np)
-            position = np.full(n_items, -1, dtype=np.int64)
-            position[cand_np] = np.arange(n_cand)
-        k = min(k, n_cand)
         module = self._module()
-        module.eval()
+        with module.scoring():
+            cand = self._candidates(items, self._device())
+            reprs, seen = self._user_reprs_for(users)
+            n_cand = len(self._item_index) if cand is None else len(cand)
+            top, top_scores = self._top_k(reprs, seen if exclude_seen else None, cand, min(k, n_cand))
+        return self._item_index.inverse_transform(top), top_scores
+
+    def _top_k(self, reprs, seen, cand, k):
+        """Top-``k`` candidate indices and scores of each row of ``reprs``."""
+        module = self._module()
+        device = reprs.device
+        n_items = len(self._item_index)
+        n_cand = n_items if cand is None else len(cand)
+        position = None
+        if cand is not None and seen is not None:
+            position = np.full(n_items, -1, dtype=np.int64)
+            position[cand.cpu().numpy()] = np.arange(n_cand)
         n_users = reprs.shape[0]
         out_idx = np.empty((n_users, k), dtype=np.int64)
         out_scores = np.empty((n_users, k), dtype=np.float32)
@@ -440,29 +573,27 @@ class BaseRecommender(BaseEstimator):
         for s in range(0, n_users, block):
             e = min(s + block, n_users)
             scores = module.score_all(reprs[s:e], cand).float()
-            if exclude_seen:
+            if seen is not None:
                 part = seen[s:e].tocoo()
-                cols = part.col if cand is None else position[part.col]
+                cols = part.col if position is None else position[part.col]
                 ok = cols >= 0
-                if ok.any():
-                    scores[
-                        torch.as_tensor(part.row[ok], device=device),
-                        torch.as_tensor(cols[ok], device=device),
-                    ] = -torch.inf
-            top_scores, top = torch.topk(scores, k, dim=1)
+                scores[
+                    torch.as_tensor(part.row[ok], device=device),
+                    torch.as_tensor(cols[ok], device=device),
+                ] = -torch.inf
+            top_scores, top = topk(scores, k)
             top = top if cand is None else cand[top]
             out_idx[s:e] = top.cpu().numpy()
             out_scores[s:e] = top_scores.cpu().numpy()
-        return self._item_index.inverse_transform(out_idx), out_scores
+        return out_idx, out_scores
 
-    @torch.no_grad()
     def similar_items(self, items, k=10):
         """Most similar items by cosine similarity of the item embeddings.
 
         Parameters
         ----------
         items : array-like of shape (n_queries,)
-            Raw ids of items seen at fit.
+            Raw ids of items of the model.
         k : int, default=10
             Number of neighbours per item (the item itself excluded).
 
@@ -475,20 +606,17 @@ class BaseRecommender(BaseEstimator):
         """
         check_is_fitted(self)
         k = check_k(k)
-        raw = self._check_matrix_indices("item", _check_users_1d(items))
-        idx = self._item_index.transform(raw)
-        if (idx < 0).any():
-            raise ValueError(
-                f"items contains ids not seen during fit: {raw[idx < 0][:10].tolist()}."
-            )
-        emb = torch.nn.functional.normalize(self._module().item_embeddings().float(), dim=1)
-        k = min(k, emb.shape[0] - 1)
-        if k < 1:
-            raise ValueError("similar_items needs at least two fitted items.")
-        q = torch.as_tensor(idx, device=emb.device)
-        sims = emb[q] @ emb.T
-        sims[torch.arange(len(idx), device=emb.device), q] = -torch.inf
-        top_s, top = torch.topk(sims, k, dim=1)
+        idx = self._map_items(items)
+        module = self._module()
+        with module.scoring():
+            emb = torch.nn.functional.normalize(module.item_embeddings().float(), dim=1)
+            k = min(k, emb.shape[0] - 1)
+            if k < 1:
+                raise ValueError("similar_items needs at least two fitted items.")
+            q = torch.as_tensor(idx, device=emb.device)
+            sims = emb[q] @ emb.T
+            sims[torch.arange(len(idx), device=emb.device), q] = -torch.inf
+            top_s, top = topk(sims, k)
         return self._item_index.inverse_transform(top.cpu().numpy()), top_s.cpu().numpy()
 
     def score(self, X, y=None):
@@ -513,8 +641,6 @@ class BaseRecommender(BaseEstimator):
         -------
         score : float
         """
-        from .metrics._scorer import ranking_score, split_rows
-
         check_is_fitted(self)
         if getattr(self, "loss", None) != "mse":
             return ranking_score(self, X, y)
@@ -531,9 +657,10 @@ class BaseRecommender(BaseEstimator):
                 "No row has two or more stored entries to split into a fold-in "
                 "history and held-out ratings."
             )
-        reprs = self._fold_in(fold_in)
         coo = held_out.tocoo()
-        pred = self._score_pairs(reprs, coo.col.astype(np.int64), rows=coo.row)
+        with self._module().scoring():
+            reprs = self._fold_in(matrix_to_interactions(fold_in))
+            pred = self._score_pairs(reprs, coo.col.astype(np.int64), rows=coo.row)
         return -float(np.sqrt(np.mean((pred - coo.data) ** 2)))
 
     def __sklearn_tags__(self):

@@ -1,12 +1,18 @@
-"""Non-neural baselines in the package's API: Popularity, ItemKNN and EASE.
+"""The closed-form baselines: Popularity, ItemKNN and EASE.
 
 They share :class:`~sklearn_recsys._base.BaseRecommender` with the neural
-models (input conventions, unknown ids, ``predict``, ``recommend``, fold-in,
-``score``) but fit in closed form, without skorch. Their scoring modules
-(:mod:`sklearn_recsys.nn._baselines`) are built from the public fitted arrays
-at the end of ``fit`` (sharing their memory on the CPU) and are not pickled but
-rebuilt on loading: the fitted state is ``item_popularity_``, ``similarity_``
-or ``coef_`` plus the training histories.
+models (the one ``fit``, input conventions, unknown ids, ``predict``,
+``recommend``, fold-in, ``score``) but solve in closed form, without skorch.
+A model implements two hooks:
+
+* ``_solve(fit) -> dict``: its public fitted arrays (``item_popularity_``,
+  ``similarity_`` or ``coef_``) and whatever else scoring needs;
+* ``_build_module(state) -> Scorer``: its scoring module
+  (:mod:`sklearn_recsys.nn._baselines`), built from a mapping of the fitted
+  state (sharing the arrays' memory on the CPU).
+
+The scoring module is not pickled but rebuilt from the fitted arrays when the
+estimator is loaded.
 """
 
 import datetime
@@ -18,14 +24,17 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import torch
-from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import BaseRecommender, _check_users_1d
+from ._base import BaseRecommender
 from ._input import check_k, interactions_to_csr
-from ._training import resolve_device
-from .nn._baselines import EASEScorer, ItemKNNScorer, PopularityScorer, pack_histories
+from .nn._baselines import (
+    EASEScorer,
+    ItemKNNScorer,
+    PopularityScorer,
+    pack_histories,
+)
 
 __all__ = ["EASE", "ItemKNN", "Popularity"]
 
@@ -35,23 +44,29 @@ _ITEM_BLOCK = 2**24
 
 
 class _BaselineRecommender(BaseRecommender):
-    """Closed-form recommenders: a cached scoring module instead of ``net_``.
-
-    Subclasses set their public fitted arrays and ``_fitted_device`` in
-    ``fit``, implement ``_build_module()`` and call ``_set_module()`` last.
-    The module is not pickled; it is rebuilt when the estimator is loaded.
-    """
+    """Closed-form recommenders: a cached scoring module instead of ``net_``."""
 
     _parameter_constraints = {
         **BaseRecommender._parameter_constraints,
         "implicit": ["boolean"],
     }
 
-    def _interaction_matrix(self, data, dtype=np.float32):
+    def _fit(self, fit):
+        state = {"_fitted_device": fit.device, **self._solve(fit)}
+        state["_scorer"] = self._scorer_for(state)
+        return state
+
+    def _solve(self, fit):
+        raise NotImplementedError
+
+    def _build_module(self, state):
+        raise NotImplementedError
+
+    def _interaction_matrix(self, fit, dtype=np.float32):
         """User x item CSR: ones (``implicit``) or summed interaction values."""
+        data = fit.data
         values = None if self.implicit else data.values
-        shape = (len(self._user_index), len(self._item_index))
-        X = interactions_to_csr(data.users, data.items, values, shape)
+        X = interactions_to_csr(data.users, data.items, values, (fit.n_users, fit.n_items))
         if self.implicit:
             X.data[:] = 1.0
         return X.astype(dtype, copy=False)
@@ -59,9 +74,9 @@ class _BaselineRecommender(BaseRecommender):
     def _module(self):
         return self._scorer
 
-    def _set_module(self):
-        """Build the scoring module from the fitted arrays, on the fit device."""
-        device = self._fitted_device
+    def _scorer_for(self, state):
+        """The scoring module of a fitted state, on the fit device."""
+        device = state["_fitted_device"]
         if device.startswith("cuda") and not torch.cuda.is_available():
             warnings.warn(
                 f"This estimator was fitted on {device!r}, which is not available "
@@ -69,7 +84,7 @@ class _BaselineRecommender(BaseRecommender):
                 UserWarning,
             )
             device = "cpu"
-        self._scorer = self._build_module().to(device).eval()
+        return self._build_module(state).to(device).eval()
 
     def __getstate__(self):
         state = dict(super().__getstate__())  # may be self.__dict__ itself
@@ -79,7 +94,7 @@ class _BaselineRecommender(BaseRecommender):
     def __setstate__(self, state):
         super().__setstate__(state)
         if "_fitted_device" in state:
-            self._set_module()
+            self._scorer = self._scorer_for(self.__dict__)
 
     @staticmethod
     def _as_tensor(array):
@@ -88,33 +103,16 @@ class _BaselineRecommender(BaseRecommender):
             array = array.copy()
         return torch.from_numpy(array)
 
-    def transform(self, X):
-        """Scores of every fitted item for users given by their histories.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_users, n_items) or DataFrame
-            User x item matrix of histories (columns = the fitted items), or
-            an interaction table whose users are taken in order of first
-            appearance.
-
-        Returns
-        -------
-        scores : ndarray of shape (n_users, n_items)
-            The scores ``recommend`` ranks, for all fitted items (seen items
-            included).
-        """
-        return super().transform(X)
-
-    @torch.no_grad()
-    def _factors_of(self, reprs):
+    def _user_features(self, reprs):
+        """Scores of every item (what ``transform`` returns for a baseline)."""
         module = self._module()
         n_items = len(self._item_index)
         out = np.empty((reprs.shape[0], n_items), dtype=np.float32)
         block = self._user_block(n_items)
-        for s in range(0, reprs.shape[0], block):
-            scores = module.score_all(reprs[s : s + block])
-            out[s : s + block] = scores.float().cpu().numpy()
+        with module.scoring():
+            for s in range(0, reprs.shape[0], block):
+                scores = module.score_all(reprs[s : s + block])
+                out[s : s + block] = scores.float().cpu().numpy()
         return torch.from_numpy(out)
 
     def similar_items(self, items, k=10):
@@ -138,12 +136,7 @@ class _BaselineRecommender(BaseRecommender):
         """
         check_is_fitted(self)
         k = check_k(k)
-        raw = _check_users_1d(items)
-        idx = self._item_index.transform(raw)
-        if (idx < 0).any():
-            raise ValueError(
-                f"items contains ids not seen during fit: {raw[idx < 0][:10].tolist()}."
-            )
+        idx = self._map_items(items)
         n_items = len(self._item_index)
         if n_items < 2:
             raise ValueError("similar_items needs at least two fitted items.")
@@ -162,10 +155,11 @@ class _ItemBasedRecommender(_BaselineRecommender):
     their history rows, with no refit.
     """
 
-    def _set_histories(self, X):
-        """Keep the training histories ``X`` (CSR) and the item counts."""
-        self._history = X
-        self._popularity = np.asarray(self._seen.sum(axis=0)).ravel()
+    @staticmethod
+    def _histories_state(fit, X):
+        """The training histories ``X`` (CSR) and the item counts."""
+        popularity = np.asarray(fit.seen().sum(axis=0)).ravel()
+        return {"_history": X, "_popularity": popularity}
 
     def _history_tensors(self, H):
         return (
@@ -174,26 +168,22 @@ class _ItemBasedRecommender(_BaselineRecommender):
             self._as_tensor(H.data),
         )
 
-    def _popularity_tensor(self, dtype):
-        return torch.as_tensor(self._popularity, dtype=dtype)
-
-    def _fold_in(self, H):
-        """Packed histories of the rows of ``H`` (binarized when ``implicit``)."""
+    def _fold_in(self, histories):
+        """Packed histories of new users (binarized when ``implicit``)."""
+        H = histories.to_csr(len(self._item_index))
         values = np.ones_like(H.data) if self.implicit else H.data
         device = self._device()
-        dtype = self._history.dtype
         indptr, indices, values = (
             torch.as_tensor(a, device=device)
             for a in (
                 H.indptr.astype(np.int64),
                 H.indices.astype(np.int64),
-                values.astype(dtype, copy=False),
+                values.astype(self._history.dtype, copy=False),
             )
         )
         rows = torch.arange(H.shape[0], device=device)
         return pack_histories(indptr, indices, values, rows, H.shape[1])
 
-    @torch.no_grad()
     def _score_pairs(self, user_repr, items, rows=None):
         """Scores of (row of ``user_repr``, item) pairs.
 
@@ -204,24 +194,21 @@ class _ItemBasedRecommender(_BaselineRecommender):
         module = self._module()
         device = self._device()
         items = np.asarray(items, dtype=np.int64)
-        if rows is None:
-            rows = np.arange(len(items))
-        rows = np.asarray(rows, dtype=np.int64)
+        rows = np.arange(len(items)) if rows is None else np.asarray(rows, dtype=np.int64)
         out = np.empty(len(items), dtype=np.float32)
         order = np.argsort(rows, kind="stable")
         uniq, starts = np.unique(rows[order], return_index=True)
         bounds = np.append(starts, len(order))
         block = self._user_block(len(self._item_index))
-        for s in range(0, len(uniq), block):
-            e = min(s + block, len(uniq))
-            sel = order[bounds[s] : bounds[e]]
-            local = np.searchsorted(uniq[s:e], rows[sel])
-            block_users = torch.as_tensor(uniq[s:e], device=device)
-            scores = module.score_all(user_repr[block_users])
-            scores = torch.nn.functional.pad(scores.float(), (0, 1))
-            local = torch.as_tensor(local, device=device)
-            picked = scores[local, torch.as_tensor(items[sel], device=device)]
-            out[sel] = picked.cpu().numpy()
+        with module.scoring():
+            for s in range(0, len(uniq), block):
+                e = min(s + block, len(uniq))
+                sel = order[bounds[s] : bounds[e]]
+                local = torch.as_tensor(np.searchsorted(uniq[s:e], rows[sel]), device=device)
+                scores = module.score_all(user_repr[torch.as_tensor(uniq[s:e], device=device)])
+                scores = torch.nn.functional.pad(scores.float(), (0, 1))
+                picked = scores[local, torch.as_tensor(items[sel], device=device)]
+                out[sel] = picked.cpu().numpy()
         return out
 
 
@@ -305,15 +292,8 @@ class Popularity(_BaselineRecommender):
     }
 
     def __init__(
-        self,
-        *,
-        implicit=True,
-        half_life=None,
-        time_col="timestamp",
-        handle_unknown="fallback",
-        user_col="user",
-        item_col="item",
-        device="cpu",
+        self, *, implicit=True, half_life=None, time_col="timestamp",
+        handle_unknown="fallback", user_col="user", item_col="item", device="cpu",
     ):
         self.implicit = implicit
         self.half_life = half_life
@@ -327,10 +307,10 @@ class Popularity(_BaselineRecommender):
         # the time column matters only for the time decay
         return None if self.half_life is None else self.time_col
 
-    def _half_life_in_time_units(self, X):
-        """``half_life`` as a number in the units of ``data.times``."""
+    def _half_life_in_time_units(self, times_are_datetimes):
+        """``half_life`` as a number in the units of the time keys."""
         is_timedelta = isinstance(self.half_life, (datetime.timedelta, np.timedelta64))
-        if pd.api.types.is_datetime64_any_dtype(X[self.time_col]):
+        if times_are_datetimes:
             if not is_timedelta:
                 raise TypeError(
                     f"The time column {self.time_col!r} holds datetimes: give "
@@ -338,36 +318,20 @@ class Popularity(_BaselineRecommender):
                     f"{self.half_life!r}."
                 )
             half_life = pd.Timedelta(self.half_life).value  # nanoseconds
+        elif is_timedelta:
+            raise TypeError(
+                f"The time column {self.time_col!r} is numeric: give half_life "
+                f"as a number in its units, got {self.half_life!r}."
+            )
         else:
-            if is_timedelta:
-                raise TypeError(
-                    f"The time column {self.time_col!r} is numeric: give half_life "
-                    f"as a number in its units, got {self.half_life!r}."
-                )
             half_life = float(self.half_life)
         if not half_life > 0:
             raise ValueError(f"half_life must be positive, got {self.half_life!r}.")
         return float(half_life)
 
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
-        """Count the (decayed) interactions of every item.
-
-        Parameters
-        ----------
-        X : DataFrame or {array-like, sparse matrix} of shape (n_users, n_items)
-            Interaction table (one row per interaction) or user x item matrix.
-        y : array-like of shape (n_interactions,), default=None
-            Interaction values of a table, summed when ``implicit=False``.
-            Ignored for a matrix.
-
-        Returns
-        -------
-        self : Popularity
-            The fitted estimator.
-        """
-        data = self._validate_fit_input(X, y)
-        self._fitted_device = resolve_device(self.device)
+    def _solve(self, fit):
+        """Count the (decayed) interactions of every item."""
+        data = fit.data
         weights = np.ones(len(data.users))
         if not self.implicit and data.values is not None:
             weights = data.values.astype(np.float64)
@@ -378,21 +342,18 @@ class Popularity(_BaselineRecommender):
                     f"table with the time column {self.time_col!r} (time_col), or "
                     "set half_life=None."
                 )
-            half_life = self._half_life_in_time_units(X)
-            age = (data.times.max() - data.times).astype(np.float64)
-            weights = weights * np.exp2(-age / half_life)
-        self.item_popularity_ = np.bincount(
-            data.items, weights=weights, minlength=len(self._item_index)
-        )
-        self._set_module()
-        return self
+            half_life = self._half_life_in_time_units(data.times_are_datetimes)
+            times = data.times.astype(np.float64)
+            weights = weights * np.exp2(-(times.max() - times) / half_life)
+        popularity = np.bincount(data.items, weights=weights, minlength=fit.n_items)
+        return {"item_popularity_": popularity}
 
-    def _build_module(self):
-        popularity = torch.as_tensor(self.item_popularity_, dtype=torch.float32)
+    def _build_module(self, state):
+        popularity = torch.as_tensor(state["item_popularity_"], dtype=torch.float32)
         return PopularityScorer(popularity)
 
-    def _fold_in(self, H):
-        return torch.zeros((H.shape[0], 0), device=self._device())
+    def _fold_in(self, histories):
+        return torch.zeros((histories.n_rows, 0), device=self._device())
 
 
 class ItemKNN(_ItemBasedRecommender):
@@ -472,21 +433,14 @@ class ItemKNN(_ItemBasedRecommender):
     """
 
     _parameter_constraints = {
-        **_BaselineRecommender._parameter_constraints,
+        **_ItemBasedRecommender._parameter_constraints,
         "n_neighbors": [Interval(numbers.Integral, 1, None, closed="left")],
         "shrinkage": [Interval(numbers.Real, 0, None, closed="left")],
     }
 
     def __init__(
-        self,
-        *,
-        n_neighbors=200,
-        shrinkage=0.0,
-        implicit=True,
-        handle_unknown="fallback",
-        user_col="user",
-        item_col="item",
-        device="cpu",
+        self, *, n_neighbors=200, shrinkage=0.0, implicit=True,
+        handle_unknown="fallback", user_col="user", item_col="item", device="cpu",
     ):
         self.n_neighbors = n_neighbors
         self.shrinkage = shrinkage
@@ -496,30 +450,10 @@ class ItemKNN(_ItemBasedRecommender):
         self.item_col = item_col
         self.device = device
 
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
-        """Compute the top-``n_neighbors`` cosine similarities of the items.
-
-        Parameters
-        ----------
-        X : DataFrame or {array-like, sparse matrix} of shape (n_users, n_items)
-            Interaction table (one row per interaction) or user x item matrix.
-        y : array-like of shape (n_interactions,), default=None
-            Interaction values of a table, used when ``implicit=False``.
-            Ignored for a matrix.
-
-        Returns
-        -------
-        self : ItemKNN
-            The fitted estimator.
-        """
-        data = self._validate_fit_input(X, y)
-        self._fitted_device = resolve_device(self.device)
-        X = self._interaction_matrix(data)
-        self.similarity_ = self._cosine_neighbors(X)
-        self._set_histories(X)
-        self._set_module()
-        return self
+    def _solve(self, fit):
+        """The top-``n_neighbors`` cosine similarities of the items."""
+        X = self._interaction_matrix(fit)
+        return {"similarity_": self._cosine_neighbors(X), **self._histories_state(fit, X)}
 
     def _cosine_neighbors(self, X):
         """``S`` with the top-``n_neighbors`` entries of each column kept.
@@ -558,15 +492,15 @@ class ItemKNN(_ItemBasedRecommender):
         S.sort_indices()
         return S
 
-    def _build_module(self):
-        St = sp.csr_array(self.similarity_.T)
+    def _build_module(self, state):
+        St = sp.csr_array(state["similarity_"].T)
         St.sort_indices()
         return ItemKNNScorer(
             torch.as_tensor(St.indptr.astype(np.int64)),
             torch.as_tensor(St.indices.astype(np.int64)),
             self._as_tensor(St.data.astype(np.float32, copy=False)),
-            *self._history_tensors(self._history),
-            self._popularity_tensor(torch.float32),
+            *self._history_tensors(state["_history"]),
+            torch.as_tensor(state["_popularity"], dtype=torch.float32),
         )
 
 
@@ -660,23 +594,15 @@ class EASE(_ItemBasedRecommender):
     """
 
     _parameter_constraints = {
-        **_BaselineRecommender._parameter_constraints,
+        **_ItemBasedRecommender._parameter_constraints,
         "l2_reg": [Interval(numbers.Real, 0, None, closed="neither")],
         "dtype": [StrOptions({"float32", "float64"})],
         "max_memory": [Interval(numbers.Real, 0, None, closed="neither"), None],
     }
 
     def __init__(
-        self,
-        *,
-        l2_reg=500.0,
-        implicit=True,
-        dtype="float32",
-        max_memory=None,
-        handle_unknown="fallback",
-        user_col="user",
-        item_col="item",
-        device="cpu",
+        self, *, l2_reg=500.0, implicit=True, dtype="float32", max_memory=None,
+        handle_unknown="fallback", user_col="user", item_col="item", device="cpu",
     ):
         self.l2_reg = l2_reg
         self.implicit = implicit
@@ -687,38 +613,17 @@ class EASE(_ItemBasedRecommender):
         self.item_col = item_col
         self.device = device
 
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
+    def _solve(self, fit):
         """Solve for the item-item weights ``coef_``.
 
-        Parameters
-        ----------
-        X : DataFrame or {array-like, sparse matrix} of shape (n_users, n_items)
-            Interaction table (one row per interaction) or user x item matrix.
-        y : array-like of shape (n_interactions,), default=None
-            Interaction values of a table, used when ``implicit=False``.
-            Ignored for a matrix.
-
-        Returns
-        -------
-        self : EASE
-            The fitted estimator.
-
-        Raises
-        ------
-        MemoryError
-            When the item-item matrices would not fit in ``max_memory`` or
-            in the memory available on ``device``.
+        Raises a MemoryError when the item-item matrices would not fit in
+        ``max_memory`` or in the memory available on the device.
         """
-        data = self._validate_fit_input(X, y)
-        device = resolve_device(self.device)
-        self._fitted_device = device
         dtype = np.dtype(self.dtype)
-        X = self._interaction_matrix(data, dtype)
+        X = self._interaction_matrix(fit, dtype)
         n_items = X.shape[1]
-        _check_memory(n_items, dtype.itemsize, torch.device(device), self.max_memory)
-
-        gram = torch.from_numpy(_gram(X)).to(device)
+        _check_memory(n_items, dtype.itemsize, torch.device(fit.device), self.max_memory)
+        gram = torch.from_numpy(_gram(X)).to(fit.device)
         gram.diagonal().add_(self.l2_reg)
         chol, info = torch.linalg.cholesky_ex(gram)
         del gram
@@ -731,18 +636,15 @@ class EASE(_ItemBasedRecommender):
         del chol
         P.div_(-P.diagonal().clone()[None, :])  # B = I - P diag(1 / diag(P))
         P.diagonal().zero_()
-        self.coef_ = P.cpu().numpy()
-        del P
-        self._set_histories(X)
-        self._set_module()
-        return self
+        return {"coef_": P.cpu().numpy(), **self._histories_state(fit, X)}
 
-    def _build_module(self):
-        dtype = torch.float64 if self.coef_.dtype == np.float64 else torch.float32
+    def _build_module(self, state):
+        coef = state["coef_"]
+        dtype = torch.float64 if coef.dtype == np.float64 else torch.float32
         return EASEScorer(
-            self._as_tensor(self.coef_),
-            *self._history_tensors(self._history),
-            self._popularity_tensor(dtype),
+            self._as_tensor(coef),
+            *self._history_tensors(state["_history"]),
+            torch.as_tensor(state["_popularity"], dtype=dtype),
         )
 
 

@@ -127,42 +127,25 @@ def _plot(results, curves, path, title):
     plt.close(fig)
 
 
-def run_demo(
-    dataset="synthetic",
-    data_home=None,
-    device="cpu",
-    output_dir="sklearn_recsys_results",
-    models=None,
-    quick=False,
-    seed=0,
-    progress=True,
-):
-    """Train the recommenders, evaluate them, print and save the results.
+def _select(candidates, models):
+    """The candidate ``(name, estimator)`` pairs named in ``models`` (all if None)."""
+    if not models:
+        return candidates
+    wanted = {m.lower() for m in models}
+    known = {n.split()[0].lower() for n, _ in candidates}
+    if wanted - known:
+        raise ValueError(
+            f"Unknown model name(s) {sorted(wanted - known)}; choose among "
+            f"{sorted(known)}."
+        )
+    return [(n, e) for n, e in candidates if n.split()[0].lower() in wanted]
 
-    Protocol: leave-last-out per user (the last interaction by time is the
-    test item), every item the user has not interacted with is ranked.
 
-    Returns
-    -------
-    results : list of dict
-        One row per model: metrics at 10, fit time, evaluation time.
-    """
+def _evaluate(candidates, X_train, X_test, progress):
+    """Fit and score every candidate: result rows and loss curves."""
     from tqdm.auto import tqdm
 
-    X, item_ids, images, label = _load(dataset, data_home, quick, seed)
-    train_idx, test_idx = next(LeaveLastOut(n_test=1).split(X))
-    X_train, X_test = X.iloc[train_idx], X.iloc[test_idx]
     scorers = {m: make_ranking_scorer(m, k=10) for m in METRICS}
-    candidates = _models(device, seed, quick, item_ids, images)
-    if models:
-        wanted = {m.lower() for m in models}
-        known = {n.split()[0].lower() for n, _ in candidates}
-        if wanted - known:
-            raise ValueError(
-                f"Unknown model name(s) {sorted(wanted - known)}; choose among "
-                f"{sorted(known)}."
-            )
-        candidates = [(n, e) for n, e in candidates if n.split()[0].lower() in wanted]
     results, curves = [], {}
     bar = tqdm(candidates, desc="models", disable=not progress)
     for name, est in bar:
@@ -178,22 +161,17 @@ def run_demo(
         results.append(row)
         if hasattr(est, "loss_curve_"):
             curves[name] = est.loss_curve_
-    out = Path(output_dir)
+    return results, curves
+
+
+def _save(results, curves, info, out):
+    """Print the table and write the CSV, JSON and figure under ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     table = pd.DataFrame(results)
-    info = {
-        "dataset": label,
-        "n_interactions": int(len(X)),
-        "n_users": int(X["user"].nunique()),
-        "n_items": int(X["item"].nunique()),
-        "protocol": "leave-last-out per user, full ranking of unseen items, k=10",
-        "device": device,
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-    }
+    label = info["dataset"]
     print(
         f"\n{label}: {info['n_interactions']} interactions, {info['n_users']} users, "
-        f"{info['n_items']} items; {info['protocol']}; device={device}\n"
+        f"{info['n_items']} items; {info['protocol']}; device={info['device']}\n"
     )
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     table.to_csv(out / "results.csv", index=False)
@@ -206,4 +184,35 @@ def run_demo(
         figure = None
         print("\nmatplotlib is not installed: figure skipped (pip install 'sklearn_recsys[plot]').")
     print(f"\nWrote {out / 'results.csv'}, {out / 'results.json'}" + (f", {figure}" if figure else ""))
+
+
+def run_demo(
+    dataset="synthetic", data_home=None, device="cpu", output_dir="sklearn_recsys_results",
+    models=None, quick=False, seed=0, progress=True,
+):
+    """Train the recommenders, evaluate them, print and save the results.
+
+    Protocol: leave-last-out per user (the last interaction by time is the
+    test item), every item the user has not interacted with is ranked.
+
+    Returns
+    -------
+    results : list of dict
+        One row per model: metrics at 10, fit time, evaluation time.
+    """
+    X, item_ids, images, label = _load(dataset, data_home, quick, seed)
+    train_idx, test_idx = next(LeaveLastOut(n_test=1).split(X))
+    candidates = _select(_models(device, seed, quick, item_ids, images), models)
+    results, curves = _evaluate(candidates, X.iloc[train_idx], X.iloc[test_idx], progress)
+    info = {
+        "dataset": label,
+        "n_interactions": int(len(X)),
+        "n_users": int(X["user"].nunique()),
+        "n_items": int(X["item"].nunique()),
+        "protocol": "leave-last-out per user, full ranking of unseen items, k=10",
+        "device": device,
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+    }
+    _save(results, curves, info, Path(output_dir))
     return results

@@ -3,6 +3,15 @@
 The item side of a fitted model stays frozen; each history row is fitted on
 its own entries, so rows are independent (sklearn's subset and sample-order
 invariance hold) and no refit is needed.
+
+:func:`fold_in_gradient` optimises the model's own objective: ``"mse"``,
+squared error on the observed entries; ``"bce"``, logistic loss, observed
+entries labelled by their value; ``"bpr"``, logistic loss, observed entries
+positive, weighted by their value (BPR scores have no calibrated scale, so
+the pointwise logistic surrogate is used). For the implicit losses every item
+of ``negatives`` (all items when None) is a negative with weight
+``n_negatives * n_u / n_negative_items``, the weight sampled negatives give
+each item during training. The L2 term is ``alpha n_u |x|^2``.
 """
 
 import numpy as np
@@ -61,36 +70,26 @@ def fold_in_ridge(q_aug, offset, H, alpha):
     return torch.linalg.solve(A, b).float()
 
 
+def _objective(scores, obs, v, loss, negative_weight):
+    """The fold-in objective of one block (see :func:`fold_in_gradient`)."""
+    if loss == "mse":
+        return ((obs - v) ** 2).sum()
+    if loss == "bce":
+        value = (v * F.softplus(-obs) + (1 - v) * F.softplus(obs)).sum()
+    else:
+        value = (v * F.softplus(-obs)).sum()
+    return value + (negative_weight * F.softplus(scores)).sum()
+
+
 @torch.enable_grad()
 def fold_in_gradient(
-    score_all,
-    dim,
-    n_items,
-    H,
-    *,
-    device,
-    loss,
-    alpha,
-    n_negatives=4,
-    negatives=None,
-    cost=1,
-    n_steps=100,
-    lr=0.05,
+    score_all, dim, n_items, H, *, device, loss, alpha, n_negatives=4,
+    negatives=None, cost=1, n_steps=100, lr=0.05,
 ):
     """Per-row fit of user representations by full-batch Adam.
 
-    Optimises the model's own objective with the item side frozen:
-
-    * ``"mse"``: squared error on the observed entries;
-    * ``"bce"``: logistic loss, observed entries labelled by their value;
-    * ``"bpr"``: logistic loss, observed entries positive, weighted by their
-      value (BPR scores have no calibrated scale, so the pointwise logistic
-      surrogate is used).
-
-    For the implicit losses every item of ``negatives`` (all items when None)
-    is a negative with weight ``n_negatives * n_u / n_negative_items``, the
-    weight sampled negatives give each item during training. The L2 term is
-    ``alpha n_u |x|^2``. Rows start from zero and are independent.
+    Optimises the model's own objective with the item side frozen (see the
+    module docstring); rows start from zero and are independent.
 
     Parameters
     ----------
@@ -107,10 +106,10 @@ def fold_in_gradient(
     n_negatives : int, default=4
     negatives : torch.Tensor of shape (n_items,), dtype bool, default=None
     cost : int, default=1
-        Floats ``score_all`` keeps per (user, item) pair (e.g. NeuMF's first
-        hidden width); bounds the block of users scored at once.
-    n_steps : int, default=100
-    lr : float, default=0.05
+        Floats ``score_all`` keeps per (user, item) pair; bounds the block of
+        users scored at once.
+    n_steps, lr : int and float, default=100 and 0.05
+        Steps and learning rate of Adam.
 
     Returns
     -------
@@ -136,15 +135,7 @@ def fold_in_gradient(
             scores = score_all(xs)
             sel = (rows >= s) & (rows < e)
             obs = scores[rows[sel] - s, cols[sel]]
-            v = values[sel]
-            if loss == "mse":
-                value = ((obs - v) ** 2).sum()
-            else:
-                if loss == "bce":
-                    value = (v * F.softplus(-obs) + (1 - v) * F.softplus(obs)).sum()
-                else:
-                    value = (v * F.softplus(-obs)).sum()
-                value = value + (w0[s:e, None] * neg_mask * F.softplus(scores)).sum()
+            value = _objective(scores, obs, values[sel], loss, w0[s:e, None] * neg_mask)
             value = value + alpha * (counts[s:e, None] * xs * xs).sum()
             value.backward()
         optimizer.step()

@@ -1,4 +1,4 @@
-"""Input conventions shared by every recommender.
+"""Input conventions shared by every recommender (the package's bottom layer).
 
 Two conventions, one rule (see the user guide):
 
@@ -12,7 +12,9 @@ Two conventions, one rule (see the user guide):
   One sample = one user. Sparse input is never densified.
 
 This module turns either into an :class:`Interactions` record of integer
-indices, and maps raw ids to and from those indices.
+indices, maps raw ids to and from those indices, and holds the one validator
+of each kind of column: :func:`check_ids` (raw ids), :func:`check_times`
+(time columns, for estimators and splitters alike) and :func:`check_targets`.
 """
 
 from dataclasses import dataclass
@@ -28,9 +30,11 @@ class Interactions:
     """Interactions as parallel index arrays.
 
     ``users``/``items`` are int64 indices into the fitted id spaces; ``-1``
-    marks an id unseen at fit. ``values`` are float32 targets or ``None``.
-    ``n_rows`` is the number of user rows of a matrix input (``None`` for a
-    table).
+    marks an id unseen at fit. ``values`` are float targets or ``None``
+    (unit weights). ``times`` are sortable time keys or ``None``;
+    ``times_are_datetimes`` tells whether they are nanoseconds of datetimes.
+    ``n_rows`` is the number of user rows (rows of a matrix input, users of
+    a table of histories; ``None`` for a fit table).
     """
 
     users: np.ndarray
@@ -38,9 +42,27 @@ class Interactions:
     values: np.ndarray | None
     times: np.ndarray | None = None
     n_rows: int | None = None
+    times_are_datetimes: bool = False
 
     def __len__(self):
         return len(self.users)
+
+    def subset(self, mask):
+        """The interactions where ``mask`` holds (same ``n_rows``)."""
+
+        def take(a):
+            return None if a is None else a[mask]
+
+        return Interactions(
+            self.users[mask], self.items[mask], take(self.values), take(self.times),
+            self.n_rows, self.times_are_datetimes,
+        )
+
+    def to_csr(self, n_items):
+        """``(n_rows, n_items)`` CSR of the values (unit weights when None)."""
+        return interactions_to_csr(
+            self.users, self.items, self.values, (self.n_rows, n_items)
+        )
 
 
 class IdIndex:
@@ -63,6 +85,10 @@ class IdIndex:
         index = cls(np.asarray(uniques))
         return index, codes.astype(np.int64)
 
+    @classmethod
+    def empty(cls):
+        return cls(np.array([], dtype=object))
+
     def __len__(self):
         return len(self.ids)
 
@@ -72,29 +98,137 @@ class IdIndex:
     def inverse_transform(self, indices):
         return self.ids[np.asarray(indices)]
 
+    def extended(self, raw_ids):
+        """A new index with the unknown ``raw_ids`` appended (order kept)."""
+        new = np.asarray(raw_ids)[self.transform(raw_ids) < 0]
+        if not len(new):
+            return self
+        old = self.ids
+        if old.dtype != new.dtype:
+            old, new = old.astype(object), new.astype(object)
+        return IdIndex(np.concatenate([old, new]))
+
+    def __getstate__(self):
+        return {"ids": self.ids}
+
+    def __setstate__(self, state):
+        self.__init__(state["ids"])
+
 
 def is_table(X):
     """Whether ``X`` follows the interaction-table convention."""
     return isinstance(X, pd.DataFrame)
 
 
-def _check_id_column(X, col, param):
-    if col not in X.columns:
+def as_id_array(values, name="ids"):
+    """A 1-D array of raw ids, converting Python sequences without stringifying.
+
+    ``np.asarray([7, "a"])`` turns the integer 7 into the string ``"7"``; here
+    a list of mixed types becomes an object array of the values as given, a
+    list of integers an int64 array and one of floats a float64 array.
+    """
+    if isinstance(values, (pd.Series, pd.Index)):
+        return values.to_numpy()
+    if not isinstance(values, (list, tuple)):
+        return np.asarray(values)
+    arr = np.empty(len(values), dtype=object)
+    for i, v in enumerate(values):
+        if isinstance(v, (list, tuple, np.ndarray, pd.Series)):
+            raise ValueError(
+                f"{name} must be a flat sequence of ids; position {i} holds a "
+                f"{type(v).__name__}."
+            )
+        arr[i] = v
+    kind = pd.api.types.infer_dtype(arr, skipna=False)
+    if kind == "integer":
+        return arr.astype(np.int64)
+    if kind in ("floating", "mixed-integer-float"):
+        return arr.astype(np.float64)
+    if kind == "boolean":
+        return arr.astype(bool)
+    if kind == "string":
+        return arr.astype(str)
+    return arr
+
+
+def check_ids(values, name):
+    """Validate raw ids: flat, no missing value, floats only when integral.
+
+    Parameters
+    ----------
+    values : array-like of shape (n,)
+        Python sequences are converted with :func:`as_id_array` (mixed types
+        are kept, not turned into strings).
+    name : str
+        How the error messages call the ids (e.g. ``"Column 'user'"``).
+
+    Returns
+    -------
+    ids : ndarray of shape (n,)
+    """
+    values = as_id_array(values, name)
+    if values.ndim != 1:
         raise ValueError(
-            f"The interaction table has no column {col!r} (columns: "
-            f"{list(X.columns)}). Set {param}= to the name of the column that "
-            "holds the ids."
+            f"{name} must be a flat sequence of ids, got an array of shape "
+            f"{values.shape}."
         )
-    values = X[col].to_numpy()
-    if pd.isna(values).any():
-        raise ValueError(f"Column {col!r} contains missing ids (NaN/None).")
+    missing = pd.isna(values) if len(values) else np.zeros(0, dtype=bool)
+    if missing.any():
+        raise ValueError(
+            f"{name} contains missing ids (NaN/None), first at position "
+            f"{int(np.flatnonzero(missing)[0])}."
+        )
+    if values.dtype.kind == "b":
+        raise TypeError(f"{name} holds booleans, not ids.")
     if values.dtype.kind == "f":
         if not np.all(np.isfinite(values)) or np.any(values != np.round(values)):
             raise ValueError(
-                f"Column {col!r} holds non-integer float ids; ids must be "
-                "integers, strings or other exact hashable values."
+                f"{name} holds non-integer float ids "
+                f"({values[values != np.round(values)][:5].tolist()}); ids must "
+                "be integers, strings or other exact hashable values."
             )
     return values
+
+
+def check_times(values, name):
+    """Validate a time column and return sortable keys.
+
+    Numbers (not booleans) and datetimes are accepted: naive, tz-aware
+    (compared in UTC) and Arrow timestamps alike. Missing values, infinite
+    numbers and out-of-range datetimes are rejected.
+
+    Parameters
+    ----------
+    values : pandas.Series or array-like of shape (n,)
+    name : str
+        How the error messages call the column.
+
+    Returns
+    -------
+    keys : ndarray of shape (n,)
+        int64 nanoseconds since the epoch for datetimes, the numbers
+        otherwise (int64 or float64).
+    is_datetime : bool
+    """
+    s = values if isinstance(values, pd.Series) else pd.Series(values)
+    if s.isna().any():
+        raise ValueError(f"{name} contains missing values (NaN/NaT/None).")
+    if pd.api.types.is_datetime64_any_dtype(s.dtype):
+        try:
+            keys = pd.DatetimeIndex(pd.to_datetime(s, utc=True)).as_unit("ns").asi8
+        except (OverflowError, ValueError, pd.errors.OutOfBoundsDatetime) as exc:
+            raise ValueError(f"{name} holds datetimes out of range: {exc}") from exc
+        return np.asarray(keys, dtype=np.int64), True
+    if pd.api.types.is_bool_dtype(s.dtype) or not pd.api.types.is_numeric_dtype(s.dtype):
+        raise TypeError(
+            f"{name} must hold numbers or datetimes (a numeric or datetime "
+            f"dtype, tz-aware and Arrow timestamps included); got dtype {s.dtype}."
+        )
+    kind = "i" if pd.api.types.is_integer_dtype(s.dtype) else "f"
+    keys = s.to_numpy(dtype=np.int64 if kind == "i" else np.float64)
+    if kind == "f" and not np.all(np.isfinite(keys)):
+        raise ValueError(f"{name} contains infinite values.")
+    return keys, False
 
 
 def check_targets(y, n_samples, *, estimator_name="estimator"):
@@ -115,6 +249,16 @@ def check_targets(y, n_samples, *, estimator_name="estimator"):
     return y.astype(np.float32)
 
 
+def _id_column(X, col, param):
+    if col not in X.columns:
+        raise ValueError(
+            f"The interaction table has no column {col!r} (columns: "
+            f"{list(X.columns)}). Set {param}= to the name of the column that "
+            "holds the ids."
+        )
+    return check_ids(X[col].to_numpy(), f"Column {col!r}")
+
+
 def table_to_interactions(
     X, y, *, user_col, item_col, time_col=None, user_index=None, item_index=None
 ):
@@ -129,28 +273,19 @@ def table_to_interactions(
             "Found an interaction table with 0 rows while a minimum of 1 is "
             "required."
         )
-    users_raw = _check_id_column(X, user_col, "user_col")
-    items_raw = _check_id_column(X, item_col, "item_col")
+    users_raw = _id_column(X, user_col, "user_col")
+    items_raw = _id_column(X, item_col, "item_col")
     y = check_targets(y, X.shape[0])
-    times = None
+    times, is_datetime = None, False
     if time_col is not None and time_col in X.columns:
-        times = X[time_col].to_numpy()
-        if np.issubdtype(times.dtype, np.datetime64):
-            times = times.astype("datetime64[ns]").astype(np.int64)
-        elif times.dtype.kind not in "biuf":
-            raise TypeError(
-                f"Column {time_col!r} must hold numbers or datetimes, got "
-                f"dtype {times.dtype}."
-            )
-        if pd.isna(times).any():
-            raise ValueError(f"Column {time_col!r} contains missing values.")
+        times, is_datetime = check_times(X[time_col], f"Column {time_col!r}")
     if user_index is None:
         user_index, users = IdIndex.from_values(users_raw)
         item_index, items = IdIndex.from_values(items_raw)
     else:
         users = user_index.transform(users_raw)
         items = item_index.transform(items_raw)
-    data = Interactions(users=users, items=items, values=y, times=times)
+    data = Interactions(users, items, y, times, times_are_datetimes=is_datetime)
     return data, user_index, item_index
 
 
@@ -173,6 +308,13 @@ def interactions_to_csr(users, items, values, shape):
     m.sum_duplicates()
     m.sort_indices()
     return m
+
+
+def seen_matrix(users, items, shape):
+    """Binary CSR of the (user, item) pairs that occurred (duplicates once)."""
+    seen = interactions_to_csr(users, items, None, shape)
+    seen.data[:] = 1.0
+    return seen
 
 
 def check_k(k):

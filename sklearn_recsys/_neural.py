@@ -1,21 +1,67 @@
-"""Training knobs and the skorch fit shared by the neural recommenders."""
+"""The neural recommenders' fit and the two families built on it.
+
+:class:`NeuralRecommender` implements :meth:`BaseRecommender._fit` once for
+every neural model, through skorch. A model fills in the hooks that make it
+different:
+
+* ``_training_data(fit) -> TrainingData``: its training (and validation)
+  rows as device tensors, the batch transform (negative sampling) and any
+  extra fitted state;
+* ``_build_module(fit, training) -> Scorer``: its network;
+* ``_criterion(fit)``: the loss module (default: the pair loss of ``loss``);
+* ``_optimizer(fit) -> (class, kwargs)`` (default: Adam);
+* ``_refresh_module(module, fit)``: update a fitted module before a warm
+  start continues it (default: nothing);
+* ``_after_training(module, fit)``: last touches (default: nothing).
+
+:class:`PairRecommender` (trained on (user, item, target) rows: MF, CNN) and
+:class:`SequenceRecommender` (next-item models: LSTM, attention) fill the
+hooks each family shares; the models themselves only build their network.
+"""
 
 import numbers
 from contextlib import contextmanager
 
 import numpy as np
-import pandas as pd
 import torch
 from scipy.special import expit
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+from skorch.callbacks import EarlyStopping, ProgressBar
+from torch.nn import functional as F
 
-from ._training import TensorDataset, build_net
+from ._base import BaseRecommender
+from ._fold_in import fold_in_gradient, fold_in_ridge
+from ._objectives import (
+    NegativeSampler,
+    RecommenderLoss,
+    SequenceLoss,
+    SequenceNegativeSampler,
+    per_user_split,
+    positive_keys,
+)
+from ._sequence_data import left_padded, order_histories, ordered, training_sequences
+from ._training import RecommenderNet, TensorDataset, TrainingData, seeded
+from .nn import LinearItemScorer
 
 
-class NeuralRecommenderMixin:
-    """Training knobs shared by the neural recommenders (sklearn MLP names)."""
+def _silent(*args, **kwargs):
+    """A picklable sink that prints nothing."""
 
-    _training_constraints = {
+
+class NeuralRecommender(BaseRecommender):
+    """Base of the neural recommenders: one ``fit`` through skorch.
+
+    Training knobs follow scikit-learn's MLP names (``max_iter``,
+    ``batch_size``, ``learning_rate_init``, ``alpha``, ``early_stopping``,
+    ``validation_fraction``, ``n_iter_no_change``, ``tol``, ``warm_start``,
+    ``verbose``). The fitted network is ``net_`` (a
+    :class:`~sklearn_recsys._training.RecommenderNet`), with ``loss_curve_``,
+    ``validation_loss_curve_`` and ``n_iter_``.
+    """
+
+    _parameter_constraints = {
+        **BaseRecommender._parameter_constraints,
         "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
         "learning_rate_init": [Interval(numbers.Real, 0, None, closed="neither")],
@@ -32,112 +78,94 @@ class NeuralRecommenderMixin:
     def _module(self):
         return self.net_.module_
 
-    _FIT_STATE = ("_user_index", "_item_index", "_seen", "_convention", "n_features_in_")
+    # -- hooks -------------------------------------------------------------
 
-    def _previous_ids(self):
-        """Snapshot of the id spaces a ``warm_start`` fit continues, else None."""
-        if self.warm_start and hasattr(self, "net_"):
-            return {a: getattr(self, a) for a in self._FIT_STATE if hasattr(self, a)}
-        return None
+    def _training_data(self, fit):
+        raise NotImplementedError
 
-    def _check_same_ids(self, previous):
-        """A warm start needs the previous id spaces; else restore and raise."""
-        if previous is None:
-            return
-        if not (
-            np.array_equal(previous["_user_index"].ids, self._user_index.ids)
-            and np.array_equal(previous["_item_index"].ids, self._item_index.ids)
-        ):
-            for attr in self._FIT_STATE:
-                if attr in previous:
-                    setattr(self, attr, previous[attr])
-                elif hasattr(self, attr):
-                    delattr(self, attr)
-            raise ValueError(
-                "warm_start=True continues the previous fit and needs the same "
-                "users and items; set warm_start=False to fit new data afresh."
-            )
+    def _build_module(self, fit, training):
+        raise NotImplementedError
+
+    def _criterion(self, fit):
+        return RecommenderLoss(self.loss, self._resolved_alpha())
+
+    def _optimizer(self, fit):
+        return torch.optim.Adam, {}
+
+    def _refresh_module(self, module, fit):
+        """Update the fitted module before a warm start continues it."""
+
+    def _after_training(self, module, fit):
+        """Last touches on the trained module."""
 
     def _resolved_alpha(self):
         """The L2 weight to train with (estimators may resolve ``"auto"``)."""
         return self.alpha
 
-    def _train(
-        self,
-        module,
-        dataset,
-        *,
-        loss,
-        seed,
-        device,
-        batch_transform=None,
-        criterion=None,
-        train_split="per_user",
-        optimizer_params=None,
-        optimizer=torch.optim.Adam,
-    ):
-        """Fit ``module`` on ``dataset`` through skorch (or continue fitting).
+    # -- the fit -------------------------------------------------------------
 
-        Builds the ``NeuralNet`` with :func:`~sklearn_recsys._training.build_net`
-        (device tensors sliced per batch, per-user validation split when
-        ``early_stopping``), or, with ``warm_start=True`` and a fitted
-        ``net_``, continues training it (with fresh shuffles: the iterators
-        are re-seeded with the number of epochs already run). Sets ``net_``,
-        ``loss_curve_``, ``validation_loss_curve_`` and ``n_iter_``.
-        ``train_split``/``optimizer_params``/``optimizer``: see
-        :func:`~sklearn_recsys._training.build_net`.
-        """
+    def _continues(self, fit):
+        """Whether this fit continues ``net_`` (``warm_start``, same ids)."""
+        if not (self.warm_start and hasattr(self, "net_")):
+            return False
+        if not (
+            np.array_equal(self._user_index.ids, fit.user_index.ids)
+            and np.array_equal(self._item_index.ids, fit.item_index.ids)
+        ):
+            raise ValueError(
+                "warm_start=True continues the previous fit and needs the same "
+                "users and items; set warm_start=False to fit new data afresh."
+            )
+        return True
 
-        devices = [torch.device(device).index or 0] if device.startswith("cuda") else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
-            if self.warm_start and hasattr(self, "net_"):
-                net = self.net_
-                offset = len(net.history)
-                net.set_params(max_epochs=self.max_iter)
-                # skorch stores iterator params as plain attributes (read by
-                # get_iterator); its set_params refuses them on an initialised
-                # net, so set them the way it would.
-                vars(net).update(
-                    iterator_train__seed=seed + offset,
-                    iterator_valid__seed=seed + offset + 1,
-                    iterator_train__batch_transform=batch_transform,
-                    iterator_valid__batch_transform=batch_transform,
-                )
-                if train_split != "per_user" and self.early_stopping:
-                    net.set_params(train_split=train_split)
-                net.partial_fit(dataset, None)
-            else:
-                net = build_net(
-                    module,
-                    loss=loss,
-                    alpha=self._resolved_alpha(),
-                    max_iter=self.max_iter,
-                    batch_size=self.batch_size,
-                    learning_rate_init=self.learning_rate_init,
-                    device=device,
-                    seed=seed,
-                    batch_transform=batch_transform,
-                    criterion=criterion,
-                    train_split=train_split,
-                    optimizer_params=optimizer_params,
-                    optimizer=optimizer,
-                    early_stopping=self.early_stopping,
-                    validation_fraction=self.validation_fraction,
-                    n_iter_no_change=self.n_iter_no_change,
-                    tol=self.tol,
-                    callbacks=self.callbacks,
-                    verbose=self.verbose,
-                )
-                net.fit(dataset, None)
-        self.net_ = net
+    def _fit(self, fit):
+        training = self._training_data(fit)
+        if self._continues(fit):
+            net = self.net_
+            self._refresh_module(net.module_, fit)
+            net.set_params(
+                max_epochs=self.max_iter, seed=fit.seed,
+                batch_transform=training.batch_transform,
+            )
+            with seeded(fit.seed, fit.device):
+                net.partial_fit(training)
+        else:
+            with seeded(fit.seed, fit.device):
+                module = self._build_module(fit, training)
+            net = self._make_net(module, fit, training)
+            with seeded(fit.seed, fit.device):
+                net.fit(training)
+        self._after_training(net.module_, fit)
         history = net.history
-        self.loss_curve_ = [float(v) for v in history[:, "train_loss"]]
-        self.validation_loss_curve_ = (
-            [float(v) for v in history[:, "valid_loss"]] if self.early_stopping else None
+        return {
+            "net_": net,
+            "loss_curve_": [float(v) for v in history[:, "train_loss"]],
+            "validation_loss_curve_": (
+                [float(v) for v in history[:, "valid_loss"]]
+                if training.valid is not None else None
+            ),
+            "n_iter_": len(history),
+            **training.fitted,
+        }
+
+    def _make_net(self, module, fit, training):
+        callbacks = list(self.callbacks or [])
+        if self.early_stopping:
+            callbacks.append(("early_stopping", EarlyStopping(
+                monitor="valid_loss", patience=self.n_iter_no_change,
+                threshold=self.tol, threshold_mode="abs", load_best=True,
+                sink=print if self.verbose else _silent,
+            )))
+        if self.verbose:
+            callbacks.append(("progress_bar", ProgressBar()))
+        optimizer, optimizer_params = self._optimizer(fit)
+        return RecommenderNet(
+            module, criterion=self._criterion(fit), optimizer=optimizer,
+            lr=self.learning_rate_init, max_epochs=self.max_iter,
+            batch_size=self.batch_size, callbacks=callbacks, device=fit.device,
+            verbose=self.verbose, seed=fit.seed, batch_transform=training.batch_transform,
+            **{f"optimizer__{k}": v for k, v in optimizer_params.items()},
         )
-        self.n_iter_ = len(history)
-        return net
 
 
 @contextmanager
@@ -153,12 +181,14 @@ def frozen(module):
             p.requires_grad_(flag)
 
 
-class PairRecommenderMixin:
-    """Shared by recommenders trained on (user, item, target) rows (MF, CNN).
+class PairRecommender(NeuralRecommender):
+    """Shared by recommenders trained on (user, item, target) rows.
 
     ``loss`` is one of ``"mse"`` (ratings), ``"bce"`` (click labels in
     [0, 1], sampled negatives labelled 0) or ``"bpr"`` (non-negative
-    weights, pairwise against sampled negatives).
+    weights, pairwise against sampled negatives). Negatives are drawn
+    uniformly among the items with training interactions that the user did
+    not interact with.
     """
 
     def _check_targets(self, values):
@@ -184,26 +214,259 @@ class PairRecommenderMixin:
             )
         return values
 
-    def _histories(self, X):
-        if self.loss == "mse" and isinstance(X, pd.DataFrame):
+    def _target_mean(self, fit):
+        """Initial global bias: the mean rating for ``"mse"``, else 0."""
+        if self.loss != "mse":
+            return 0.0
+        return float(torch.as_tensor(fit.data.values).mean())
+
+    def _training_data(self, fit):
+        data, device = fit.data, fit.device
+        values = self._check_targets(data.values)
+        if values is None:
+            values = np.ones(len(data.users), dtype=np.float32)
+        users = torch.as_tensor(data.users, device=device)
+        items = torch.as_tensor(data.items, device=device)
+        dataset = TensorDataset(
+            {"users": users, "items": items}, torch.as_tensor(values, device=device)
+        )
+        valid = None
+        if self.early_stopping:
+            train_idx, valid_idx = per_user_split(
+                data.users, self.validation_fraction, seed=fit.seed
+            )
+            dataset, valid = dataset.subset(train_idx), dataset.subset(valid_idx)
+        sampler = None
+        if self.loss != "mse":
+            trained = np.unique(data.items)
+            sampler = NegativeSampler(
+                positive_keys(users, items, fit.n_items), fit.n_items, self.n_negatives,
+                None if len(trained) == fit.n_items
+                else torch.as_tensor(trained, device=device),
+            )
+        return TrainingData(dataset, valid, sampler)
+
+    @torch.no_grad()
+    def _after_training(self, module, fit):
+        """Users/items without training data get the fallback (zero) rows."""
+        cold_users = np.setdiff1d(np.arange(fit.n_users), fit.data.users)
+        cold_items = np.setdiff1d(np.arange(fit.n_items), fit.data.items)
+        for name, emb in module.named_children():
+            cold = cold_users if name.startswith("user_") else cold_items
+            if isinstance(emb, torch.nn.Embedding) and name.startswith(("user_", "item_")):
+                if len(cold):
+                    emb.weight[torch.as_tensor(cold, device=emb.weight.device)] = 0
+
+    def _postprocess_scores(self, scores):
+        return expit(scores) if self.loss == "bce" else scores
+
+    def _negative_items(self, device):
+        """Boolean mask of the items fold-in treats as negatives (None: all)."""
+        trained = np.asarray(self._seen.sum(axis=0)).ravel() > 0
+        return None if trained.all() else torch.as_tensor(trained, device=device)
+
+    def _fold_in(self, histories):
+        """User representations for new users' histories, the model frozen.
+
+        Ratings on a model linear in the user representation: exact ridge
+        regression (:func:`~sklearn_recsys._fold_in.fold_in_ridge`).
+        Otherwise: full-batch Adam on the model's own objective
+        (:func:`~sklearn_recsys._fold_in.fold_in_gradient`), every item with
+        training data a negative for the implicit losses.
+        """
+        if self.loss == "mse" and histories.values is None:
             raise ValueError(
                 "loss='mse' folds new users in from their ratings, which an "
                 "interaction table of histories does not carry; pass a user x "
                 "item matrix of ratings (columns = item_ids_) instead."
             )
-        return super()._histories(X)
+        H = histories.to_csr(len(self._item_index))
+        module, device, alpha = self._module(), self._device(), self._resolved_alpha()
+        with module.scoring():
+            if isinstance(module, LinearItemScorer):
+                q_aug, offset = module.item_linear_terms()
+                if self.loss == "mse":
+                    return fold_in_ridge(q_aug, offset, H, alpha)
 
-    def _pair_dataset(self, data, values, device):
-        """Device tensors of the rows; implicit rows without targets weigh 1."""
-        if values is None:
-            values = np.ones(len(data.users), dtype=np.float32)
-        users = torch.as_tensor(data.users, device=device)
-        items = torch.as_tensor(data.items, device=device)
-        return TensorDataset(
-            {"users": users, "items": items}, torch.as_tensor(values, device=device)
+                def score_all(x):
+                    return torch.addmm(offset[None, :], x, q_aug.T)
+
+                dim = q_aug.shape[1]
+            else:
+                score_all = module.score_all
+                dim = module.user_representation(
+                    torch.zeros(1, dtype=torch.long, device=device)
+                ).shape[1]
+            with frozen(module):
+                return fold_in_gradient(
+                    score_all, dim, len(self._item_index), H, device=device,
+                    loss=self.loss, alpha=alpha, n_negatives=self.n_negatives,
+                    negatives=self._negative_items(device), cost=module.score_cost,
+                )
+
+
+# Sequences encoded at once when computing user representations.
+_ENCODE_BLOCK = 256
+
+
+class SequenceRecommender(NeuralRecommender):
+    """Shared training data, history handling and scoring of the sequential models.
+
+    Fitted state besides ``net_``: the ordered training histories, so that a
+    known user is encoded from its whole training history.
+    """
+
+    # matrix values give the order: keep float64 so that nearby Unix
+    # timestamps stay distinct (float32 steps are 128 s around 1.7e9)
+    _matrix_dtype = np.float64
+    _sequential = True
+
+    _parameter_constraints = {
+        **NeuralRecommender._parameter_constraints,
+        "embedding_dim": [Interval(numbers.Integral, 1, None, closed="left")],
+        "max_len": [Interval(numbers.Integral, 1, None, closed="left")],
+        "dropout": [Interval(numbers.Real, 0, 1, closed="left")],
+        "loss": [StrOptions({"softmax", "bce"})],
+        "n_negatives": [Interval(numbers.Integral, 1, None, closed="left")],
+        "time_col": [str, numbers.Integral, None],
+    }
+
+    # -- fitting hooks -----------------------------------------------------------
+
+    def _validation_users(self, counts, seed):
+        """Users whose last item validates (early stopping), sorted."""
+        if not self.early_stopping:
+            return ()
+        eligible = np.flatnonzero(counts >= 3)
+        n_valid = int(round(self.validation_fraction * len(eligible)))
+        if n_valid == 0:
+            raise ValueError(
+                "early_stopping=True validates on the last item of "
+                f"validation_fraction={self.validation_fraction} of the "
+                f"users with 3+ interactions ({len(eligible)} here), i.e. "
+                "on no user. Increase validation_fraction or disable early "
+                "stopping."
+            )
+        rng = np.random.RandomState(seed)
+        return np.sort(rng.choice(eligible, n_valid, replace=False))
+
+    def _training_data(self, fit):
+        data, device = fit.data, fit.device
+        keys = data.values if fit.convention == "matrix" else data.times
+        flat, indptr = order_histories(data.users, data.items, keys, fit.n_users)
+        counts = np.diff(indptr)
+        if not (counts >= 2).any():
+            raise ValueError(
+                f"{type(self).__name__} learns from item transitions and needs "
+                "at least one user with two or more interactions; every user "
+                f"has at most one (n_users = {fit.n_users}, n_features = "
+                f"{fit.n_items} items)."
+            )
+        users, seqs, targets, n_train = training_sequences(
+            flat, indptr, self.max_len, self._validation_users(counts, fit.seed)
         )
+        targets = torch.as_tensor(targets, device=device)
+        # The module reads the targets (to score the non-padded positions
+        # only); skorch needs them as y as well.
+        dataset = TensorDataset(
+            {
+                "users": torch.as_tensor(users, device=device),
+                "seqs": torch.as_tensor(seqs, device=device),
+                "targets": targets,
+            },
+            targets,
+        )
+        valid = None
+        if n_train < len(dataset):
+            valid = dataset.subset(np.arange(n_train, len(dataset)))
+            dataset = dataset.subset(np.arange(n_train))
+        sampler = SequenceNegativeSampler(
+            positive_keys(
+                torch.as_tensor(data.users, device=device),
+                torch.as_tensor(data.items, device=device), fit.n_items,
+            ),
+            fit.n_items, self.n_negatives if self.loss == "bce" else 0,
+        )
+        fitted = {"_history_items": flat, "_history_indptr": indptr}
+        return TrainingData(dataset, valid, sampler, fitted)
 
-    def _postprocess_scores(self, scores):
+    def _criterion(self, fit):
+        return SequenceLoss(self.loss)
+
+    def _optimizer(self, fit):
+        return torch.optim.Adam, {"weight_decay": self.alpha}
+
+    # -- user representations ------------------------------------------------------
+
+    def _encode(self, flat, indptr):
+        """Final states ``(n_histories, embedding_dim)`` of ordered histories."""
+        module = self._module()
+        device = self._device()
+        seqs = left_padded(flat, indptr[:-1], indptr[1:], self.max_len)
+        with module.scoring():
+            out = [
+                module.user_representation(
+                    torch.as_tensor(seqs[s : s + _ENCODE_BLOCK], device=device)
+                )
+                for s in range(0, len(seqs), _ENCODE_BLOCK)
+            ]
+        if not out:
+            return torch.zeros(0, module.embedding_dim, device=device)
+        return torch.cat(out)
+
+    def _known_user_repr(self, users_idx):
+        """States of known users after their training history.
+
+        Index ``n_users`` (an unknown user under ``"fallback"``) gets the
+        zero state: scores then come from the item biases alone.
+        """
+        users_idx = np.asarray(users_idx, dtype=np.int64)
+        indptr = np.r_[self._history_indptr, self._history_indptr[-1]]
+        starts, ends = indptr[users_idx], indptr[users_idx + 1]
+        lengths = ends - starts
+        sub_indptr = np.r_[0, np.cumsum(lengths)]
+        take = np.repeat(starts - sub_indptr[:-1], lengths) + np.arange(lengths.sum())
+        return self._encode(self._history_items[take], sub_indptr)
+
+    def _fold_in(self, histories):
+        """States after the histories, ordered by time (tables) or value (matrices)."""
+        keys = histories.times if histories.times is not None else histories.values
+        return self._encode(*ordered(histories, keys))
+
+    def _user_features(self, reprs):
+        return reprs
+
+    # -- scoring -------------------------------------------------------------------
+
+    def _score_pairs(self, user_repr, items, rows=None):
+        """Log-probabilities of (row of user_repr, item) pairs.
+
+        ``loss="softmax"``: ``log P(next item = i | history)`` (log-softmax
+        over the catalogue); ``loss="bce"``: ``log sigmoid(logit)``. An item
+        unseen at fit (index ``n_items``) gets logit 0.
+        """
+        module = self._module()
+        device = self._device()
+        n_items = len(self._item_index)
+        items = np.asarray(items, dtype=np.int64)
+        rows = np.arange(len(items)) if rows is None else np.asarray(rows, dtype=np.int64)
+        known = items < n_items
+        logits = torch.as_tensor(
+            super()._score_pairs(user_repr, np.where(known, items, 0), rows), device=device
+        ) * torch.as_tensor(known, device=device)
         if self.loss == "bce":
-            return expit(scores)
-        return scores
+            return F.logsigmoid(logits).cpu().numpy()
+        lse = torch.empty(user_repr.shape[0], device=device)
+        block = self._user_block(n_items)
+        with module.scoring():
+            for s in range(0, user_repr.shape[0], block):
+                lse[s : s + block] = torch.logsumexp(
+                    module.score_all(user_repr[s : s + block]).float(), dim=1
+                )
+        return (logits - lse[torch.as_tensor(rows, device=device)]).cpu().numpy()
+
+    @property
+    def item_embeddings_(self):
+        """ndarray of shape (n_items, embedding_dim): output item embeddings."""
+        check_is_fitted(self, "net_")
+        return self._module().item_embeddings().detach().float().cpu().numpy().copy()

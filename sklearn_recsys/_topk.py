@@ -7,6 +7,13 @@ scores, ``-inf`` for excluded items), so the package ranks with
 :func:`topk` instead, which breaks them in favour of the lower column (item)
 index, the convention of the reference implementations.
 
+The cost is one :func:`torch.topk` of ``k + 1`` entries per row; only the
+rows where the ``k``-th and ``(k + 1)``-th values are equal need another
+pass, over the shortest prefix of the row (growing geometrically) that holds
+enough entries tied with the ``k``-th value (at worst the whole row), to take
+the tied entries of lowest index. The ``k`` selected entries are then ordered
+by a sort of ``k`` integer keys; no row is fully sorted unless ``k == n_cols``.
+
 This is a bottom-layer module: it imports nothing from the package.
 """
 
@@ -34,55 +41,42 @@ _REAL_DTYPES = (
 )
 
 
+def _check_args(scores, k):
+    """Validate ``topk``'s arguments (TypeError/ValueError); return ``int(k)``."""
+    if not isinstance(scores, torch.Tensor):
+        raise TypeError(f"scores must be a torch.Tensor, got {type(scores).__name__}.")
+    if scores.dtype not in _REAL_DTYPES:
+        raise TypeError(f"scores must be real-valued, got dtype {scores.dtype}.")
+    if scores.ndim != 2:
+        raise ValueError(
+            f"scores must be 2-D (n_rows, n_cols), got shape {tuple(scores.shape)}."
+        )
+    n_cols = scores.shape[1]
+    if not isinstance(k, Integral) or isinstance(k, bool) or not 0 <= k <= n_cols:
+        raise ValueError(f"k must be an integer in [0, n_cols={n_cols}], got {k!r}.")
+    return int(k)
+
+
 def topk(scores, k):
-    """Top-k of each row of a 2-D float tensor, ties broken by lower column index.
+    """Top-k of each row of a 2-D tensor, ties broken by lower column index.
 
-    Returns ``(values, indices)``, both ``(n_rows, k)``, best first; among
-    equal scores the lower column index comes first.  Deterministic and
-    identical on CPU and CUDA.
-
-    The exact rule is: order by score descending, then by column index
-    ascending, i.e. a stable descending sort of each row truncated to ``k``.
-    ``-inf`` is an ordinary value (``-inf`` entries tie with each other) and
-    ``-0.0 == 0.0`` is a tie, as for ``==``.  NaN has no place in a ranking:
-    a ValueError is raised if ``scores`` holds one (:func:`torch.topk` would
-    silently rank it first).
-
-    The cost is one :func:`torch.topk` of ``k + 1`` elements per row; only
-    the rows where the ``k``-th and ``(k + 1)``-th values are equal need
-    another pass, over the shortest prefix of the row (growing
-    geometrically) that holds enough entries tied with the ``k``-th value
-    (at worst the whole row), to take the tied entries of lowest index.  The
-    ``k`` selected entries are then ordered by a sort of ``k`` integer keys.
-    No row is fully sorted unless ``k == n_cols``.
+    Score descending, then column index ascending, on any device; ``-inf``
+    entries tie, ``-0.0`` ties ``0.0``, a NaN score raises a ValueError.
 
     Parameters
     ----------
     scores : torch.Tensor of shape (n_rows, n_cols)
-        Real-valued scores (floating point or integer dtype), higher is
-        better, on any device; the computation runs on that device.
-
+        Real-valued scores, higher is better, on any device (where the
+        computation runs).
     k : int
         Number of entries to keep per row, ``0 <= k <= n_cols``.
 
     Returns
     -------
     values : torch.Tensor of shape (n_rows, k)
-        ``scores[i, indices[i, j]]``, with the dtype and device of
-        ``scores``; non-increasing along each row.
-
+        ``scores[i, indices[i, j]]`` (dtype and device of ``scores``).
     indices : torch.Tensor of shape (n_rows, k)
-        int64 column indices, best first; among equal scores the lower
-        column index comes first.
-
-    Raises
-    ------
-    ValueError
-        If ``scores`` contains NaN, if it is not 2-D, or if ``k`` is not in
-        ``[0, n_cols]``.
-
-    TypeError
-        If ``scores`` is not a tensor of a real dtype.
+        int64 column indices, best first.
 
     Examples
     --------
@@ -94,32 +88,15 @@ def topk(scores, k):
     >>> indices
     tensor([[1, 0, 2],
             [0, 1, 2]])
-    >>> values
-    tensor([[0.9000, 0.5000, 0.5000],
-            [0.0000, 0.0000, 0.0000]])
     """
-    if not isinstance(scores, torch.Tensor):
-        raise TypeError(f"scores must be a torch.Tensor, got {type(scores).__name__}.")
-    if scores.dtype not in _REAL_DTYPES:
-        raise TypeError(f"scores must be real-valued, got dtype {scores.dtype}.")
-    if scores.ndim != 2:
-        raise ValueError(
-            f"scores must be 2-D (n_rows, n_cols), got shape {tuple(scores.shape)}."
-        )
+    k = _check_args(scores, k)
     n_rows, n_cols = scores.shape
-    if not isinstance(k, Integral) or isinstance(k, bool) or not 0 <= k <= n_cols:
-        raise ValueError(f"k must be an integer in [0, n_cols={n_cols}], got {k!r}.")
-    k = int(k)
     device = scores.device
     if n_rows == 0 or k == 0:
-        if scores.is_floating_point() and scores.numel() and bool(
-            torch.isnan(scores).any()
-        ):
+        if scores.is_floating_point() and scores.numel() and bool(scores.isnan().any()):
             raise ValueError(_NAN_MESSAGE)
-        return (
-            scores.new_empty((n_rows, k)),
-            torch.empty((n_rows, k), dtype=torch.int64, device=device),
-        )
+        empty = torch.empty((n_rows, k), dtype=torch.int64, device=device)
+        return scores.new_empty((n_rows, k)), empty
 
     # One top-(k+1): its first k entries hold every value strictly greater
     # than the k-th value; only if the (k+1)-th value equals the k-th one can
@@ -135,18 +112,25 @@ def topk(scores, k):
             rows = boundary_tie.nonzero().squeeze(1)
             indices[rows] = _lowest_tied(scores, rows, values[rows], indices[rows], k)
 
-    # Order the k selected entries by (-score, index).  ``values`` is
-    # non-increasing, so equal values form runs; sort by (run, index) on
-    # exact integer keys (no float comparisons, no stability needed).
-    new_run = values[:, 1:] != values[:, :-1]
-    if k > 1 and not bool(new_run.all()):
-        offset = torch.cumsum(new_run, dim=1, dtype=torch.int64) * n_cols
-        offset = torch.cat([offset.new_zeros((n_rows, 1)), offset], dim=1)
-        # the runs keep their positions in the sort, hence their offsets
-        indices = torch.sort(offset + indices, dim=1).values - offset
+    indices = _order_ties(values, indices, n_cols)
     # gathered: the values of the reselected entries are equal to those of
     # torch.topk, but may differ in their bits (-0.0 and 0.0)
     return torch.gather(scores, 1, indices), indices
+
+
+def _order_ties(values, indices, n_cols):
+    """Order the selected entries by (-score, index).
+
+    ``values`` is non-increasing, so equal values form runs; sort by (run,
+    index) on exact integer keys (no float comparisons, no stability needed).
+    """
+    new_run = values[:, 1:] != values[:, :-1]
+    if values.shape[1] > 1 and not bool(new_run.all()):
+        offset = torch.cumsum(new_run, dim=1, dtype=torch.int64) * n_cols
+        offset = torch.cat([offset.new_zeros((len(values), 1)), offset], dim=1)
+        # the runs keep their positions in the sort, hence their offsets
+        indices = torch.sort(offset + indices, dim=1).values - offset
+    return indices
 
 
 def _check_no_nan(scores, values):

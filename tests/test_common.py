@@ -1,7 +1,10 @@
 """Tests every recommender must pass: sklearn's common checks and one shared
 ``recommend`` contract on a known-answer matrix."""
 
+import importlib.util
 import pickle
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,6 +23,19 @@ from sklearn_recsys import (
     MatrixFactorization,
     Popularity,
 )
+
+
+def _load_toy_recommender():
+    """The worked example of the developer guide ("Adding a recommender")."""
+    path = Path(__file__).resolve().parents[1] / "docs" / "toy_recommender.py"
+    spec = importlib.util.spec_from_file_location("toy_recommender", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["toy_recommender"] = module  # importable again, for pickle
+    spec.loader.exec_module(module)
+    return module.DotProductRecommender
+
+
+DotProductRecommender = _load_toy_recommender()
 
 # predict on a user x item matrix returns a matrix with the input's pattern
 # (one score per stored entry), not one value per sample; sklearn's sparse
@@ -46,6 +62,8 @@ def _checks_instances():
         AttentionRecommender(max_iter=2, random_state=0),
         # click labels must lie in [0, 1]; the checks feed arbitrary floats
         CNNRecommender(loss="mse", max_iter=2, random_state=0),
+        # the developer guide's toy recommender: ratings, as the checks feed
+        DotProductRecommender(loss="mse", max_iter=2, random_state=0),
     ]
 
 
@@ -117,6 +135,9 @@ def _recommenders():
         CNNRecommender(
             loss="bpr", n_components=4, max_iter=30, batch_size=32,
             learning_rate_init=0.01, alpha=1e-4, random_state=0,
+        ),
+        DotProductRecommender(
+            n_components=4, max_iter=30, batch_size=32, random_state=0,
         ),
     ]
 

@@ -17,8 +17,8 @@ from sklearn_recsys.metrics import (
     precision_at_k,
     recall_at_k,
 )
-from sklearn_recsys.metrics import _ranking
-from sklearn_recsys.metrics._ranking import _per_user_metric_from_topk
+from sklearn_recsys import _ranking
+from sklearn_recsys._ranking import _per_user_metric_from_topk
 
 METRICS = {
     "ndcg": ndcg_at_k,

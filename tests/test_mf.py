@@ -362,12 +362,11 @@ def test_early_stopping_validates_on_known_users(explicit):
     best = int(np.argmin(mf.validation_loss_curve_))
     assert best == mf.n_iter_ - 1 - 3  # stopped 3 epochs after the best one
     # validation rows come from users that keep training rows
-    split = mf.net_.train_split
-    from sklearn_recsys._training import TensorDataset
+    from sklearn_recsys._objectives import per_user_split
 
-    users = torch.as_tensor(np.repeat(np.arange(50), 20))
-    tr, va = split(TensorDataset({"users": users}))
-    assert set(va.tensors["users"].tolist()) <= set(tr.tensors["users"].tolist())
+    users = np.repeat(np.arange(50), 20)
+    tr, va = per_user_split(users, mf.validation_fraction, seed=0)
+    assert set(users[va].tolist()) <= set(users[tr].tolist())
 
 
 def test_similar_items_and_transform_new_users(implicit):

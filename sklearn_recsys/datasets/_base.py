@@ -77,8 +77,8 @@ def clear_data_home(data_home=None):
     Parameters
     ----------
     data_home : str or path-like, default=None
-        The path to the data directory. If None, use ``SKLEARN_RECSYS_DATA``
-        when set, else ``~/sklearn_recsys_data``.
+        The path to the data directory to delete; None means the default
+        one, as for :func:`get_data_home`.
 
     Examples
     --------

@@ -26,31 +26,22 @@ _BASE_URL = "https://files.grouplens.org/datasets/movielens/"
 # one pinned by several other public repositories.
 # ml-latest-small is a rolling release: the checksum pins the September 2018
 # version (100,836 ratings); a newer upstream archive would be refused.
+_CHECKSUMS = {
+    "100k": "50d2a982c66986937beb9ffb3aa76efe955bf3d5c6b761f4e3a7cd717c6a3229",
+    "1m": "a6898adb50b9ca05aa231689da44c217cb524e7ebd39d264c56e2832f2c54e20",
+    "20m": "96f243c338a8665f6bcc89c53edf6ee39162a846940de6b7c8c48aeada765ff3",
+    "latest-small": "696d65a3dfceac7c45750ad32df2c259311949efec81f0f144fdfb91ebc9e436",
+}
+
+# Each variant is the archive ml-<variant>.zip, holding the folder ml-<variant>/.
 ARCHIVES = {
-    "100k": RemoteArchive(
-        filename="ml-100k.zip",
-        url=_BASE_URL + "ml-100k.zip",
-        checksum="50d2a982c66986937beb9ffb3aa76efe955bf3d5c6b761f4e3a7cd717c6a3229",
-        folder="ml-100k",
-    ),
-    "1m": RemoteArchive(
-        filename="ml-1m.zip",
-        url=_BASE_URL + "ml-1m.zip",
-        checksum="a6898adb50b9ca05aa231689da44c217cb524e7ebd39d264c56e2832f2c54e20",
-        folder="ml-1m",
-    ),
-    "20m": RemoteArchive(
-        filename="ml-20m.zip",
-        url=_BASE_URL + "ml-20m.zip",
-        checksum="96f243c338a8665f6bcc89c53edf6ee39162a846940de6b7c8c48aeada765ff3",
-        folder="ml-20m",
-    ),
-    "latest-small": RemoteArchive(
-        filename="ml-latest-small.zip",
-        url=_BASE_URL + "ml-latest-small.zip",
-        checksum="696d65a3dfceac7c45750ad32df2c259311949efec81f0f144fdfb91ebc9e436",
-        folder="ml-latest-small",
-    ),
+    variant: RemoteArchive(
+        filename=f"ml-{variant}.zip",
+        url=f"{_BASE_URL}ml-{variant}.zip",
+        checksum=checksum,
+        folder=f"ml-{variant}",
+    )
+    for variant, checksum in _CHECKSUMS.items()
 }
 
 VARIANTS = tuple(ARCHIVES)

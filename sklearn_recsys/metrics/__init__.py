@@ -11,7 +11,7 @@ beyond-accuracy metrics of recommendation lists.
 # Authors: The sklearn_recsys developers
 # SPDX-License-Identifier: BSD-3-Clause
 
-from ._ranking import (
+from .._ranking import (
     catalog_coverage,
     hit_rate_at_k,
     map_at_k,
@@ -21,10 +21,12 @@ from ._ranking import (
     precision_at_k,
     recall_at_k,
 )
+from ._scorer import make_ranking_scorer
 
 __all__ = [
     "catalog_coverage",
     "hit_rate_at_k",
+    "make_ranking_scorer",
     "map_at_k",
     "mrr_at_k",
     "ndcg_at_k",
@@ -32,7 +34,3 @@ __all__ = [
     "precision_at_k",
     "recall_at_k",
 ]
-
-from ._scorer import make_ranking_scorer  # noqa: E402
-
-__all__ += ["make_ranking_scorer"]

@@ -28,6 +28,8 @@ from scipy import sparse
 from sklearn.model_selection import BaseCrossValidator
 from sklearn.utils import _safe_indexing, check_consistent_length, check_random_state
 
+from .._input import check_times
+
 __all__ = [
     "InteractionKFold",
     "UserHoldout",
@@ -62,36 +64,19 @@ def _check_bool(value, name):
     return bool(value)
 
 
-def _check_fraction(value, name="test_size"):
-    """Check a float strictly between 0 and 1."""
+def _check_test_size(value, name="test_size", *, allow_int=True):
+    """Check a float in (0, 1), or a positive int if ``allow_int``; return (kind, value)."""
+    expected = "a float in (0, 1)" + (" or a positive int" if allow_int else "")
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(
-            f"{name} must be a float in (0, 1); got {value!r} of type "
-            f"{type(value).__name__}."
+            f"{name} must be {expected}; got {value!r} of type {type(value).__name__}."
         )
-    if isinstance(value, numbers.Integral) or not 0.0 < float(value) < 1.0:
-        raise ValueError(f"{name} must be a float in (0, 1); got {name}={value!r}.")
-    return float(value)
-
-
-def _check_test_size(value, name="test_size"):
-    """Check a float in (0, 1) or a positive int; return (kind, value)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(
-            f"{name} must be a float in (0, 1) or a positive int; got {value!r} "
-            f"of type {type(value).__name__}."
-        )
-    if isinstance(value, numbers.Integral):
+    if allow_int and isinstance(value, numbers.Integral):
         if value < 1:
-            raise ValueError(
-                f"{name} must be a float in (0, 1) or a positive int; got "
-                f"{name}={value!r}."
-            )
+            raise ValueError(f"{name} must be {expected}; got {name}={value!r}.")
         return "int", int(value)
-    if not 0.0 < float(value) < 1.0:
-        raise ValueError(
-            f"{name} must be a float in (0, 1) or a positive int; got {name}={value!r}."
-        )
+    if isinstance(value, numbers.Integral) or not 0.0 < float(value) < 1.0:
+        raise ValueError(f"{name} must be {expected}; got {name}={value!r}.")
     return "float", float(value)
 
 
@@ -153,22 +138,8 @@ def _user_codes(X, user_col):
 
 
 def _time_values(X, time_col):
-    """Return the time column as a numeric numpy array usable for sorting."""
-    t = X[time_col]
-    if t.isna().any():
-        raise ValueError(f"The time column {time_col!r} (time_col) contains missing values.")
-    if isinstance(t.dtype, pd.DatetimeTZDtype):
-        t = t.dt.tz_convert("UTC").dt.tz_localize(None)
-    if pd.api.types.is_datetime64_dtype(t.dtype):
-        return t.to_numpy().view(np.int64)
-    if pd.api.types.is_bool_dtype(t.dtype) or not pd.api.types.is_numeric_dtype(t.dtype):
-        raise TypeError(
-            f"The time column {time_col!r} (time_col) must be numeric or datetime; "
-            f"got dtype {t.dtype}."
-        )
-    if isinstance(t.dtype, pd.api.extensions.ExtensionDtype):
-        return t.to_numpy(dtype=t.dtype.numpy_dtype)
-    return t.to_numpy()
+    """The time column as sortable keys (the estimators' validator)."""
+    return check_times(X[time_col], f"The time column {time_col!r} (time_col)")[0]
 
 
 # ---------------------------------------------------------------------------
@@ -225,7 +196,102 @@ _TO_USER_KFOLD = (
 # ---------------------------------------------------------------------------
 
 
-class InteractionKFold(BaseCrossValidator):
+class _BaseSplitter(BaseCrossValidator):
+    """Base class of the splitters: the documented ``split`` and ``get_n_splits``.
+
+    A subclass implements ``_iter_masks(X, y, groups, n_splits)``, which
+    validates its other parameters and the data, then yields a ``(test,
+    excluded)`` pair of boolean masks over the rows of ``X`` for each of the
+    ``n_splits`` splits (``excluded``: rows left out of both train and test,
+    or None).  ``_min_n_splits`` is the smallest valid ``n_splits``, or None
+    for a splitter with a single split.
+    """
+
+    _min_n_splits = None
+
+    def get_n_splits(self, X=None, y=None, groups=None):
+        """Return the number of splitting iterations of the cross-validator.
+
+        Parameters
+        ----------
+        X : object, default=None
+            Always ignored, exists for API compatibility.
+
+        y : object, default=None
+            Always ignored, exists for API compatibility.
+
+        groups : object, default=None
+            Always ignored, exists for API compatibility.
+
+        Returns
+        -------
+        n_splits : int
+            The ``n_splits`` parameter, or 1 for the splitters without one
+            (:class:`LeaveLastOut`, :class:`TemporalSplit`).
+        """
+        if self._min_n_splits is None:
+            return 1
+        return _check_int(self.n_splits, "n_splits", min_value=self._min_n_splits)
+
+    def split(self, X, y=None, groups=None):
+        """Generate indices to split the data into training and test set.
+
+        Parameters
+        ----------
+        X : pandas.DataFrame, sparse matrix or array-like of shape (n_users, n_items)
+            Interaction table holding the columns named by the splitter's
+            ``*_col`` parameters; :class:`UserKFold` also accepts a user x item
+            matrix (one row per user).
+
+        y : array-like of shape (n_samples,), default=None
+            Ignored; only its length is checked against ``X``.
+
+        groups : object, default=None
+            Ignored, exists for API compatibility.
+
+        Yields
+        ------
+        train : ndarray of int
+            Sorted row positions of the training set.  Rows held out for
+            validation (``LeaveLastOut(n_valid>0)``) are in neither set.
+
+        test : ndarray of int
+            Sorted row positions of the test set.
+        """
+        n_splits = self.get_n_splits()
+        for test, excluded in self._iter_masks(X, y, groups, n_splits):
+            yield _masks_to_indices(test, excluded)
+
+    def _check_data(self, X, y, groups, *columns, matrix_hint=_TO_USER_KFOLD):
+        """Check the interaction table ``X`` (``columns``: ``*_col`` params) and y/groups."""
+        params = {name: getattr(self, name) for name in columns}
+        _check_table(X, type(self).__name__, params, matrix_hint=matrix_hint)
+        _check_y_groups(X, y, groups)
+
+
+class _BaseKFold(_BaseSplitter):
+    """Base class of the K-fold splitters: a fold number for every row.
+
+    A subclass implements ``_assign_folds(X, y, groups, n_splits, shuffle)``,
+    returning the fold of every row of ``X`` (-1: the row is never tested).
+    """
+
+    _min_n_splits = 2
+
+    def __init__(self, n_splits=5, *, shuffle=True, random_state=None, user_col="user"):
+        self.n_splits = n_splits
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.user_col = user_col
+
+    def _iter_masks(self, X, y, groups, n_splits):
+        shuffle = _check_shuffle_random_state(self.shuffle, self.random_state)
+        folds = self._assign_folds(X, y, groups, n_splits, shuffle)
+        for k in range(n_splits):
+            yield folds == k, None
+
+
+class InteractionKFold(_BaseKFold):
     """K-fold over the interactions, stratified by user.
 
     Each user's interactions are spread as evenly as possible over the
@@ -287,66 +353,8 @@ class InteractionKFold(BaseCrossValidator):
     5 4 ['a', 'b']
     """
 
-    def __init__(self, n_splits=5, *, shuffle=True, random_state=None, user_col="user"):
-        self.n_splits = n_splits
-        self.shuffle = shuffle
-        self.random_state = random_state
-        self.user_col = user_col
-
-    def get_n_splits(self, X=None, y=None, groups=None):
-        """Return the number of splits, ``n_splits``.
-
-        Parameters
-        ----------
-        X : object, default=None
-            Always ignored, exists for API compatibility.
-
-        y : object, default=None
-            Always ignored, exists for API compatibility.
-
-        groups : object, default=None
-            Always ignored, exists for API compatibility.
-
-        Returns
-        -------
-        n_splits : int
-            The number of folds.
-        """
-        return _check_int(self.n_splits, "n_splits", min_value=2)
-
-    def split(self, X, y=None, groups=None):
-        """Generate indices to split the interactions into train and test.
-
-        Parameters
-        ----------
-        X : pandas.DataFrame
-            Interaction table with a ``user_col`` column.
-
-        y : array-like of shape (n_interactions,), default=None
-            Ignored; only checked for consistent length.
-
-        groups : object, default=None
-            Ignored, exists for API compatibility.
-
-        Yields
-        ------
-        train : ndarray of int
-            Row positions of the training interactions.
-
-        test : ndarray of int
-            Row positions of the test interactions.
-        """
-        n_splits = self.get_n_splits()
-        shuffle = _check_shuffle_random_state(self.shuffle, self.random_state)
-        _check_table(
-            X, type(self).__name__, {"user_col": self.user_col}, matrix_hint=_TO_USER_KFOLD
-        )
-        _check_y_groups(X, y, groups)
-        folds = self._assign_folds(X, n_splits, shuffle)
-        for k in range(n_splits):
-            yield _masks_to_indices(folds == k)
-
-    def _assign_folds(self, X, n_splits, shuffle):
+    def _assign_folds(self, X, y, groups, n_splits, shuffle):
+        self._check_data(X, y, groups, "user_col")
         codes, n_users = _user_codes(X, self.user_col)
         rng = check_random_state(self.random_state) if shuffle else None
         order = _group_order(codes, rng=rng)
@@ -373,7 +381,7 @@ class InteractionKFold(BaseCrossValidator):
         return folds
 
 
-class UserHoldout(BaseCrossValidator):
+class UserHoldout(_BaseSplitter):
     """Random per-user holdout, repeated ``n_splits`` times.
 
     For each user with ``n_u`` interactions, ``n_test_u`` randomly chosen
@@ -428,6 +436,8 @@ class UserHoldout(BaseCrossValidator):
     {1: 1, 2: 2}
     """
 
+    _min_n_splits = 1
+
     def __init__(
         self, test_size=0.2, *, n_splits=1, min_train=1, random_state=None, user_col="user"
     ):
@@ -437,56 +447,11 @@ class UserHoldout(BaseCrossValidator):
         self.random_state = random_state
         self.user_col = user_col
 
-    def get_n_splits(self, X=None, y=None, groups=None):
-        """Return the number of repetitions, ``n_splits``.
-
-        Parameters
-        ----------
-        X : object, default=None
-            Always ignored, exists for API compatibility.
-
-        y : object, default=None
-            Always ignored, exists for API compatibility.
-
-        groups : object, default=None
-            Always ignored, exists for API compatibility.
-
-        Returns
-        -------
-        n_splits : int
-            The number of splits.
-        """
-        return _check_int(self.n_splits, "n_splits", min_value=1)
-
-    def split(self, X, y=None, groups=None):
-        """Generate indices to split the interactions into train and test.
-
-        Parameters
-        ----------
-        X : pandas.DataFrame
-            Interaction table with a ``user_col`` column.
-
-        y : array-like of shape (n_interactions,), default=None
-            Ignored; only checked for consistent length.
-
-        groups : object, default=None
-            Ignored, exists for API compatibility.
-
-        Yields
-        ------
-        train : ndarray of int
-            Row positions of the training interactions.
-
-        test : ndarray of int
-            Row positions of the test interactions.
-        """
-        n_splits = self.get_n_splits()
+    def _iter_masks(self, X, y, groups, n_splits):
+        """Draw ``n_splits`` independent per-user random holdouts."""
         kind, size = _check_test_size(self.test_size)
         min_train = _check_int(self.min_train, "min_train", min_value=1)
-        _check_table(
-            X, type(self).__name__, {"user_col": self.user_col}, matrix_hint=_TO_USER_KFOLD
-        )
-        _check_y_groups(X, y, groups)
+        self._check_data(X, y, groups, "user_col")
         codes, n_users = _user_codes(X, self.user_col)
         counts = np.bincount(codes, minlength=n_users)
         if kind == "float":
@@ -501,10 +466,10 @@ class UserHoldout(BaseCrossValidator):
             )
         rng = check_random_state(self.random_state)
         for _ in range(n_splits):
-            yield _masks_to_indices(_per_user_test_mask(codes, n_users, n_test, rng))
+            yield _per_user_test_mask(codes, n_users, n_test, rng), None
 
 
-class LeaveLastOut(BaseCrossValidator):
+class LeaveLastOut(_BaseSplitter):
     """Hold out the most recent interactions of every user.
 
     The interactions of each user are sorted by ``time_col`` (ties are broken
@@ -569,37 +534,10 @@ class LeaveLastOut(BaseCrossValidator):
         self.user_col = user_col
         self.time_col = time_col
 
-    def get_n_splits(self, X=None, y=None, groups=None):
-        """Return the number of splits, always 1.
-
-        Parameters
-        ----------
-        X : object, default=None
-            Always ignored, exists for API compatibility.
-
-        y : object, default=None
-            Always ignored, exists for API compatibility.
-
-        groups : object, default=None
-            Always ignored, exists for API compatibility.
-
-        Returns
-        -------
-        n_splits : int
-            Always 1.
-        """
-        return 1
-
-    def _masks(self, X, y, groups):
+    def _iter_masks(self, X, y, groups, n_splits):
         n_test = _check_int(self.n_test, "n_test", min_value=1)
         n_valid = _check_int(self.n_valid, "n_valid", min_value=0)
-        _check_table(
-            X,
-            type(self).__name__,
-            {"user_col": self.user_col, "time_col": self.time_col},
-            matrix_hint=_TO_USER_KFOLD,
-        )
-        _check_y_groups(X, y, groups)
+        self._check_data(X, y, groups, "user_col", "time_col")
         codes, n_users = _user_codes(X, self.user_col)
         times = _time_values(X, self.time_col)
         order = _group_order(codes, keys=times)
@@ -614,34 +552,7 @@ class LeaveLastOut(BaseCrossValidator):
                 "interactions: the test set would be empty."
             )
         valid = eligible & (from_end >= n_test) & (from_end < n_test + n_valid)
-        return test, valid
-
-    def split(self, X, y=None, groups=None):
-        """Generate indices to split the interactions into train and test.
-
-        Validation rows (``n_valid > 0``) are in neither set.
-
-        Parameters
-        ----------
-        X : pandas.DataFrame
-            Interaction table with ``user_col`` and ``time_col`` columns.
-
-        y : array-like of shape (n_interactions,), default=None
-            Ignored; only checked for consistent length.
-
-        groups : object, default=None
-            Ignored, exists for API compatibility.
-
-        Yields
-        ------
-        train : ndarray of int
-            Row positions of the training interactions.
-
-        test : ndarray of int
-            Row positions of the test interactions.
-        """
-        test, valid = self._masks(X, y, groups)
-        yield _masks_to_indices(test, excluded=valid)
+        yield test, valid
 
     def split_validation(self, X, y=None, groups=None):
         """Generate indices to split the interactions into train, valid, test.
@@ -655,7 +566,7 @@ class LeaveLastOut(BaseCrossValidator):
             Ignored; only checked for consistent length.
 
         groups : object, default=None
-            Ignored, exists for API compatibility.
+            Always ignored, exists for API compatibility.
 
         Yields
         ------
@@ -669,12 +580,12 @@ class LeaveLastOut(BaseCrossValidator):
         test : ndarray of int
             Row positions of the test interactions.
         """
-        test, valid = self._masks(X, y, groups)
-        train, test_idx = _masks_to_indices(test, excluded=valid)
-        yield train, np.flatnonzero(valid), test_idx
+        for test, valid in self._iter_masks(X, y, groups, n_splits=1):
+            train, test_idx = _masks_to_indices(test, excluded=valid)
+            yield train, np.flatnonzero(valid), test_idx
 
 
-class TemporalSplit(BaseCrossValidator):
+class TemporalSplit(_BaseSplitter):
     """Global temporal split at a cut-off time.
 
     Every interaction with time strictly greater than the cut goes to test,
@@ -725,76 +636,16 @@ class TemporalSplit(BaseCrossValidator):
         self.test_size = test_size
         self.time_col = time_col
 
-    def get_n_splits(self, X=None, y=None, groups=None):
-        """Return the number of splits, always 1.
-
-        Parameters
-        ----------
-        X : object, default=None
-            Always ignored, exists for API compatibility.
-
-        y : object, default=None
-            Always ignored, exists for API compatibility.
-
-        groups : object, default=None
-            Always ignored, exists for API compatibility.
-
-        Returns
-        -------
-        n_splits : int
-            Always 1.
-        """
-        return 1
-
-    def split(self, X, y=None, groups=None):
-        """Generate indices to split the interactions into train and test.
-
-        Parameters
-        ----------
-        X : pandas.DataFrame
-            Interaction table with a ``time_col`` column.
-
-        y : array-like of shape (n_interactions,), default=None
-            Ignored; only checked for consistent length.
-
-        groups : object, default=None
-            Ignored, exists for API compatibility.
-
-        Yields
-        ------
-        train : ndarray of int
-            Row positions of the interactions up to the cut.
-
-        test : ndarray of int
-            Row positions of the interactions after the cut.
-        """
-        test_size = _check_fraction(self.test_size)
-        _check_table(
-            X,
-            type(self).__name__,
-            {"time_col": self.time_col},
-            matrix_hint=(
-                "A temporal split needs the interaction times; to split the rows "
-                "(users) of a user x item matrix use UserKFold."
-            ),
+    def _iter_masks(self, X, y, groups, n_splits):
+        _, test_size = _check_test_size(self.test_size, allow_int=False)
+        hint = (
+            "A temporal split needs the interaction times; to split the rows "
+            "(users) of a user x item matrix use UserKFold."
         )
-        _check_y_groups(X, y, groups)
+        self._check_data(X, y, groups, "time_col", matrix_hint=hint)
         _time_values(X, self.time_col)  # dtype / missing values check
         t = X[self.time_col]
-        if self.cut is None:
-            cut = t.quantile(1.0 - test_size)
-        else:
-            cut = self.cut
-            if isinstance(t.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(
-                t.dtype
-            ):
-                try:
-                    cut = pd.Timestamp(cut)
-                except (TypeError, ValueError) as exc:
-                    raise ValueError(
-                        f"cut={self.cut!r} cannot be converted to a timestamp to "
-                        f"compare with the datetime column {self.time_col!r}."
-                    ) from exc
+        cut = t.quantile(1.0 - test_size) if self.cut is None else self._cut_for(t)
         try:
             test = np.asarray(t > cut, dtype=bool)
         except TypeError as exc:
@@ -812,10 +663,23 @@ class TemporalSplit(BaseCrossValidator):
                 f"Every interaction is after the cut ({cut!r}): the training set "
                 "would be empty."
             )
-        yield _masks_to_indices(test)
+        yield test, None
+
+    def _cut_for(self, t):
+        """``self.cut``, as a Timestamp when the time column ``t`` is a datetime."""
+        tz_aware = isinstance(t.dtype, pd.DatetimeTZDtype)
+        if not tz_aware and not pd.api.types.is_datetime64_dtype(t.dtype):
+            return self.cut
+        try:
+            return pd.Timestamp(self.cut)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(
+                f"cut={self.cut!r} cannot be converted to a timestamp to "
+                f"compare with the datetime column {self.time_col!r}."
+            ) from exc
 
 
-class UserKFold(BaseCrossValidator):
+class UserKFold(_BaseKFold):
     """K-fold over users ("strong generalization").
 
     The users are split into ``n_splits`` folds of (almost) equal numbers of
@@ -879,58 +743,7 @@ class UserKFold(BaseCrossValidator):
     [0 1 2 4] [3 5]
     """
 
-    def __init__(self, n_splits=5, *, shuffle=True, random_state=None, user_col="user"):
-        self.n_splits = n_splits
-        self.shuffle = shuffle
-        self.random_state = random_state
-        self.user_col = user_col
-
-    def get_n_splits(self, X=None, y=None, groups=None):
-        """Return the number of splits, ``n_splits``.
-
-        Parameters
-        ----------
-        X : object, default=None
-            Always ignored, exists for API compatibility.
-
-        y : object, default=None
-            Always ignored, exists for API compatibility.
-
-        groups : object, default=None
-            Always ignored, exists for API compatibility.
-
-        Returns
-        -------
-        n_splits : int
-            The number of folds.
-        """
-        return _check_int(self.n_splits, "n_splits", min_value=2)
-
-    def split(self, X, y=None, groups=None):
-        """Generate indices to split the users into train and test.
-
-        Parameters
-        ----------
-        X : pandas.DataFrame, sparse matrix or array-like of shape (n_users, n_items)
-            Interaction table with a ``user_col`` column, or user x item
-            matrix (one row per user).
-
-        y : array-like of shape (n_samples,), default=None
-            Ignored; only checked for consistent length.
-
-        groups : object, default=None
-            Ignored, exists for API compatibility.
-
-        Yields
-        ------
-        train : ndarray of int
-            Row positions of the training set.
-
-        test : ndarray of int
-            Row positions of the test set.
-        """
-        n_splits = self.get_n_splits()
-        shuffle = _check_shuffle_random_state(self.shuffle, self.random_state)
+    def _assign_folds(self, X, y, groups, n_splits, shuffle):
         if isinstance(X, pd.DataFrame):
             _check_table(X, type(self).__name__, {"user_col": self.user_col})
             codes, n_users = _user_codes(X, self.user_col)
@@ -956,9 +769,7 @@ class UserKFold(BaseCrossValidator):
         if shuffle:
             position = rng.permutation(n_users)
         user_fold = position * n_splits // n_users
-        folds = user_fold[codes]
-        for k in range(n_splits):
-            yield _masks_to_indices(folds == k)
+        return user_fold[codes]
 
 
 # ---------------------------------------------------------------------------
@@ -988,6 +799,49 @@ def _random_split_mask(codes, n_users, test_size, random_state):
     return test
 
 
+def _strategy_indices(X, test_size, strategy, random_state, user_col, time_col):
+    """``(train, test)`` row positions of a checked table for one ``strategy``."""
+    if strategy == "random":
+        codes, n_users = _user_codes(X, user_col)
+        return _masks_to_indices(_random_split_mask(codes, n_users, test_size, random_state))
+    if strategy == "user":
+        cv = UserHoldout(test_size, random_state=random_state, user_col=user_col)
+    elif strategy == "leave_last":
+        kind, size = _check_test_size(test_size)
+        n_test = size if kind == "int" else 1
+        cv = LeaveLastOut(n_test, user_col=user_col, time_col=time_col)
+    else:
+        if isinstance(test_size, numbers.Integral) and not isinstance(test_size, bool):
+            raise ValueError(
+                "strategy='temporal' needs a float test_size in (0, 1); got "
+                f"test_size={test_size!r}."
+            )
+        cv = TemporalSplit(test_size=test_size, time_col=time_col)
+    return next(cv.split(X))
+
+
+def _train_test_split(X, y, test_size, strategy, random_state, user_col, item_col, time_col):
+    """:func:`train_test_split`, all arguments positional."""
+    if strategy not in _STRATEGIES:
+        raise ValueError(f"strategy must be one of {_STRATEGIES}; got strategy={strategy!r}.")
+    hint = (
+        "train_test_split splits interaction tables; to split the rows (users) of "
+        "a user x item matrix use UserKFold."
+    )
+    columns = {"user_col": user_col, "item_col": item_col}
+    if strategy in ("leave_last", "temporal"):
+        columns["time_col"] = time_col
+    if strategy == "temporal":
+        columns.pop("user_col")
+    _check_table(X, "train_test_split", columns, matrix_hint=hint)
+    _check_y_groups(X, y, None)
+    train, test = _strategy_indices(X, test_size, strategy, random_state, user_col, time_col)
+    result = [X.iloc[train], X.iloc[test]]
+    if y is not None:
+        result += [_safe_indexing(y, train), _safe_indexing(y, test)]
+    return result
+
+
 def train_test_split(
     X,
     y=None,
@@ -1006,118 +860,45 @@ def train_test_split(
     X : pandas.DataFrame
         Interaction table with ``user_col`` and ``item_col`` columns (and
         ``time_col`` for the temporal strategies).
-
     y : array-like of shape (n_interactions,), default=None
-        Optional target aligned with the rows of ``X`` (e.g. ratings); split
-        the same way and returned with the same type (Series, ndarray, ...).
-
+        Optional target aligned with the rows of ``X`` (e.g. ratings), split
+        the same way and returned with its type (Series, ndarray, ...).
     test_size : float or int, default=0.2
-        Size of the test set; its meaning depends on ``strategy``:
-
-        * ``"random"``: a float in (0, 1) is the fraction of all the
-          interactions (rounded half up), an int the number of interactions;
-        * ``"user"``: a float is the fraction of each user's interactions,
-          an int the number of interactions per user (see
-          :class:`UserHoldout`);
-        * ``"leave_last"``: an int is the number of most recent interactions
-          held out per user; a float (e.g. the default) means 1;
-        * ``"temporal"``: a float, the fraction of the interactions after the
-          cut (see :class:`TemporalSplit`).
-
+        Size of the test set; its meaning depends on ``strategy``.
     strategy : {"random", "user", "leave_last", "temporal"}, default="random"
-        How to split:
-
-        * ``"random"``: random interactions over the whole table, except that
-          one random interaction of every user is kept in train (so the test
-          set can be smaller than requested when many users have few
-          interactions);
-        * ``"user"``: per-user random holdout, as :class:`UserHoldout` with
-          ``min_train=1``;
-        * ``"leave_last"``: per-user most recent interactions, as
-          :class:`LeaveLastOut`;
-        * ``"temporal"``: global temporal split, as :class:`TemporalSplit`.
-
+        * ``"random"``: random interactions of the whole table (``test_size``: a
+          fraction, rounded half up, or a number of them), but one random
+          interaction of every user stays in train, so the test set can be smaller;
+        * ``"user"``: :class:`UserHoldout` with ``min_train=1``;
+        * ``"leave_last"``: :class:`LeaveLastOut`, holding out an int ``test_size``
+          of most recent interactions per user (a float, the default, means 1);
+        * ``"temporal"``: :class:`TemporalSplit`, with a float ``test_size``.
     random_state : int, RandomState instance or None, default=None
-        Controls the randomness of ``"random"`` and ``"user"``; ignored by the
-        temporal strategies.
-
+        Controls the randomness of ``"random"`` and ``"user"``.
     user_col : hashable, default="user"
         Name of the user column.
-
     item_col : hashable, default="item"
         Name of the item column (only checked for presence).
-
     time_col : hashable, default="timestamp"
         Name of the time column, used by ``"leave_last"`` and ``"temporal"``.
 
     Returns
     -------
-    X_train, X_test : pandas.DataFrame
-        The training and test rows of ``X`` (taken with ``.iloc``, so the
-        index is preserved), in their original order.
-
-    y_train, y_test : array-like
-        Only when ``y`` is given: the matching parts of ``y``.
-
-    See Also
-    --------
-    UserHoldout, LeaveLastOut, TemporalSplit : The underlying splitters.
+    splitting : list of length 2, or 4 when ``y`` is given
+        ``X_train, X_test``: the rows of ``X`` (taken with ``.iloc``, index
+        kept, in their original order), then ``y_train, y_test``.
 
     Examples
     --------
     >>> import pandas as pd
     >>> from sklearn_recsys.model_selection import train_test_split
-    >>> X = pd.DataFrame({"user": [1, 1, 1, 2, 2, 3],
-    ...                   "item": [10, 11, 12, 10, 13, 11],
+    >>> X = pd.DataFrame({"user": [1, 1, 1, 2, 2, 3], "item": [10, 11, 12, 10, 13, 11],
     ...                   "timestamp": [3, 1, 2, 5, 6, 4]})
-    >>> X_train, X_test = train_test_split(X, strategy="leave_last")
-    >>> X_test
-       user  item  timestamp
-    0     1    10          3
-    4     2    13          6
-    >>> y = X["timestamp"] * 1.0
     >>> X_train, X_test, y_train, y_test = train_test_split(
-    ...     X, y, test_size=0.5, random_state=0)
-    >>> len(X_train), len(X_test), y_test.index.equals(X_test.index)
-    (3, 3, True)
+    ...     X, X["timestamp"] * 1.0, strategy="leave_last")
+    >>> X_test.index.tolist(), y_test.tolist()
+    ([0, 4], [3.0, 6.0])
     """
-    if strategy not in _STRATEGIES:
-        raise ValueError(f"strategy must be one of {_STRATEGIES}; got strategy={strategy!r}.")
-    hint = (
-        "train_test_split splits interaction tables; to split the rows (users) of "
-        "a user x item matrix use UserKFold."
+    return _train_test_split(
+        X, y, test_size, strategy, random_state, user_col, item_col, time_col
     )
-    columns = {"user_col": user_col, "item_col": item_col}
-    if strategy in ("leave_last", "temporal"):
-        columns["time_col"] = time_col
-    if strategy == "temporal":
-        columns.pop("user_col")
-    _check_table(X, "train_test_split", columns, matrix_hint=hint)
-    if y is not None:
-        check_consistent_length(X, y)
-
-    if strategy == "random":
-        codes, n_users = _user_codes(X, user_col)
-        train, test = _masks_to_indices(
-            _random_split_mask(codes, n_users, test_size, random_state)
-        )
-    else:
-        if strategy == "user":
-            cv = UserHoldout(test_size, random_state=random_state, user_col=user_col)
-        elif strategy == "leave_last":
-            kind, size = _check_test_size(test_size)
-            n_test = size if kind == "int" else 1
-            cv = LeaveLastOut(n_test, user_col=user_col, time_col=time_col)
-        else:
-            if isinstance(test_size, numbers.Integral) and not isinstance(test_size, bool):
-                raise ValueError(
-                    "strategy='temporal' needs a float test_size in (0, 1); got "
-                    f"test_size={test_size!r}."
-                )
-            cv = TemporalSplit(test_size=test_size, time_col=time_col)
-        train, test = next(cv.split(X))
-
-    result = [X.iloc[train], X.iloc[test]]
-    if y is not None:
-        result += [_safe_indexing(y, train), _safe_indexing(y, test)]
-    return result

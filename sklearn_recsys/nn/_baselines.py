@@ -1,13 +1,10 @@
 """Scoring modules of the non-neural baselines: popularity, item-kNN, EASE.
 
 They hold fitted arrays as buffers (nothing is trained, there are no
-parameters) and follow the scoring protocol of :mod:`sklearn_recsys.nn`:
-
-* ``user_representation(users) -> (B, R)`` for users seen at fit (index
-  ``n_users`` is an unknown user with an empty history);
-* ``score_all(user_repr, items=None) -> (B, n_candidates)``;
-* ``score_pairs(user_repr, items) -> (B,)``;
-* ``forward(users, items=None)``: ``score_all`` of known users.
+parameters) and follow the scoring protocol of
+:mod:`sklearn_recsys.nn._protocol` (index ``n_users`` is an unknown user
+with an empty history); ``forward(users, items=None)`` is ``score_all`` of
+known users.
 
 Item-based models represent a user by its history, **packed** into one dense
 tensor of shape ``(B, 2 * L)`` where ``L`` is the longest history of the
@@ -23,7 +20,8 @@ fold-in row) is scored by item popularity.
 import warnings
 
 import torch
-from torch import nn
+
+from ._protocol import Scorer
 
 # Float32 represents every integer up to 2**24 exactly.
 _FLOAT32_EXACT = 2**24
@@ -71,7 +69,7 @@ def unpack_histories(user_repr):
     return user_repr[:, :width].long(), user_repr[:, width:]
 
 
-class PopularityScorer(nn.Module):
+class PopularityScorer(Scorer):
     """Scores every user's items by a fixed item popularity.
 
     Parameters
@@ -106,7 +104,7 @@ class PopularityScorer(nn.Module):
         return self.score_all(self.user_representation(users), items)
 
 
-class _HistoryScorer(nn.Module):
+class _HistoryScorer(Scorer):
     """Item-based scoring of packed histories against an item-item matrix.
 
     Holds the training histories (CSR buffers, one extra empty row for unknown

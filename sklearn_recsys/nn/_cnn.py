@@ -7,23 +7,25 @@ vector ``v_i`` is the projection of the item's content features plus an
 item-id embedding (zero for items without training interactions), and ``c_i``
 an item bias made of the same two parts.
 
-:class:`HybridCNN` follows the scoring protocol of :mod:`sklearn_recsys.nn`
-(see :class:`~sklearn_recsys.nn.BiasedMF`):
-``user_representation(users) -> (B, n_components + 1)``,
-``score_pairs``, ``score_all``, ``item_linear_terms`` and
-``forward(users, items, neg_items=None) -> (pos, neg, penalty)``.
-The item content (images, token ids) lives in buffers of the module, so it
-moves to the training device with it; a training batch runs the towers once
-on its unique items.
+:class:`HybridCNN` is a :class:`~sklearn_recsys.nn.LinearItemScorer` (the
+scoring protocol of :mod:`sklearn_recsys.nn._protocol`), trained like
+:class:`~sklearn_recsys.nn.BiasedMF` through
+``forward(users, items, neg_items=None) -> (pos, neg, penalty)``. The item
+content (images, token ids) lives in buffers of the module, so it moves to the
+training device with it; a training batch runs the towers once on its unique
+items, and :meth:`HybridCNN.scoring` computes every item vector once for a
+whole scoring call.
 """
 
 import math
+from contextlib import contextmanager
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from ._mf import _embedding, _zero_embedding
+from ._protocol import LinearItemScorer, augmented
 
 __all__ = ["ImageCNN", "TextCNN", "HybridCNN"]
 
@@ -140,7 +142,7 @@ def channel_stats(images, block=_CONTENT_BLOCK):
     return mean.float(), std.float()
 
 
-class HybridCNN(nn.Module):
+class HybridCNN(LinearItemScorer):
     """Content + collaborative scorer: user factors times item vectors, plus biases.
 
     The item vector is ``v_i = W f_i + q_i`` and the item bias
@@ -192,28 +194,11 @@ class HybridCNN(nn.Module):
     """
 
     def __init__(
-        self,
-        n_users,
-        n_items,
-        n_components=32,
-        *,
-        content_index=None,
-        images=None,
-        texts=None,
-        n_tokens=None,
-        image_mean=None,
-        image_std=None,
-        conv_channels=(32, 64, 128),
-        kernel_size=3,
-        dense_size=128,
-        embedding_dim=32,
-        text_filters=64,
-        text_kernel_sizes=(2, 3, 4),
-        use_item_ids=True,
-        n_id_items=None,
-        id_dropout=0.0,
-        global_bias=0.0,
-        init_std=0.1,
+        self, n_users, n_items, n_components=32, *, content_index=None, images=None,
+        texts=None, n_tokens=None, image_mean=None, image_std=None,
+        conv_channels=(32, 64, 128), kernel_size=3, dense_size=128, embedding_dim=32,
+        text_filters=64, text_kernel_sizes=(2, 3, 4), use_item_ids=True,
+        n_id_items=None, id_dropout=0.0, global_bias=0.0, init_std=0.1,
     ):
         super().__init__()
         self.n_users = n_users
@@ -334,23 +319,23 @@ class HybridCNN(nn.Module):
             v, b = v + q, b + d
         return v, b
 
-    # -- inference cache ---------------------------------------------------------
+    # -- scoring protocol --------------------------------------------------------
 
-    @torch.no_grad()
-    def cache_item_terms(self, block=_CONTENT_BLOCK):
-        """Compute every item's terms once (padding row included) and keep them.
+    @contextmanager
+    def scoring(self):
+        """Evaluation mode, with every item's terms computed once for the call.
 
-        Scoring calls then reuse them until :meth:`clear_item_cache`.
+        Nested calls reuse the outer cache; it is dropped on the way out.
         """
-        self._item_cache = None
-        self._item_cache = self._all_item_linear_terms(block, with_padding=True)
-
-    def clear_item_cache(self):
-        self._item_cache = None
-
-    @property
-    def has_item_cache(self):
-        return self._item_cache is not None
+        with super().scoring():
+            if self._item_cache is not None:
+                yield self
+                return
+            self._item_cache = self._all_item_linear_terms(with_padding=True)
+            try:
+                yield self
+            finally:
+                self._item_cache = None
 
     def _all_item_linear_terms(self, block=_CONTENT_BLOCK, with_padding=False):
         device = self.user_factors.weight.device
@@ -361,11 +346,7 @@ class HybridCNN(nn.Module):
             v, b = self.item_terms(items)
             parts_q.append(v)
             parts_b.append(b)
-        v, b = torch.cat(parts_q), torch.cat(parts_b)
-        ones = torch.ones(len(v), 1, dtype=v.dtype, device=v.device)
-        return torch.cat([v, ones], dim=1), b + self.global_bias
-
-    # -- scoring protocol ----------------------------------------------------------
+        return augmented(torch.cat(parts_q), torch.cat(parts_b), self.global_bias)
 
     def user_representation(self, users):
         return torch.cat([self.user_factors(users), self.user_bias(users)], dim=1)
@@ -385,16 +366,7 @@ class HybridCNN(nn.Module):
 
     def _all_terms_of(self, items):
         v, b = self.item_terms(items)
-        ones = torch.ones(len(v), 1, dtype=v.dtype, device=v.device)
-        return torch.cat([v, ones], dim=1), b + self.global_bias
-
-    def score_pairs(self, user_repr, items):
-        q_aug, offset = self.item_linear_terms(items)
-        return (user_repr * q_aug).sum(-1) + offset
-
-    def score_all(self, user_repr, items=None):
-        q_aug, offset = self.item_linear_terms(items)
-        return torch.addmm(offset[None, :], user_repr, q_aug.T)
+        return augmented(v, b, self.global_bias)
 
     def _id_penalty(self, items):
         if not self.use_item_ids:
@@ -421,8 +393,3 @@ class HybridCNN(nn.Module):
 
     def user_embeddings(self):
         return self.user_factors.weight[: self.n_users]
-
-    def item_embeddings(self):
-        """Item vectors ``v_i`` of all items, shape ``(n_items, n_components)``."""
-        q_aug, _ = self.item_linear_terms()
-        return q_aug[:, :-1]

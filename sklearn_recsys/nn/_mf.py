@@ -1,16 +1,11 @@
 """Factorization networks: biased matrix factorization and NeuMF.
 
-Both follow the scoring protocol used by the estimators:
-
-* ``user_representation(users) -> (B, R)``: everything the model knows about
-  a user, as one tensor (factors and bias). Fold-in for new users estimates
-  such rows directly.
-* ``score_pairs(user_repr, items) -> (B,)`` and
-  ``score_all(user_repr, items=None) -> (B, n_candidates)``.
-* ``forward(users, items, neg_items=None) -> (pos, neg, penalty)`` for
-  training: scores of the positive pairs, of the sampled negatives
-  ``(B, n_negatives)`` (or ``None``), and the mean squared norm of the
-  parameters the batch touched (the L2 penalty).
+Both follow the scoring protocol of :mod:`sklearn_recsys.nn._protocol` (a
+user representation is the user's factors and bias); for training,
+``forward(users, items, neg_items=None) -> (pos, neg, penalty)`` returns the
+scores of the positive pairs, of the sampled negatives ``(B, n_negatives)``
+(or ``None``), and the mean squared norm of the parameters the batch touched
+(the L2 penalty).
 
 The last row of every embedding table (index ``n_users``/``n_items``) is a
 zero padding row used for ids unseen at fit.
@@ -18,6 +13,8 @@ zero padding row used for ids unseen at fit.
 
 import torch
 from torch import nn
+
+from ._protocol import LinearItemScorer, Scorer, augmented
 
 
 def _embedding(n, dim, init_std, sparse=False):
@@ -34,7 +31,7 @@ def _zero_embedding(n, dim=1, sparse=False):
     return emb
 
 
-class BiasedMF(nn.Module):
+class BiasedMF(LinearItemScorer):
     """Biased matrix factorization, ``mu + b_u + b_i + p_u @ q_i``.
 
     Parameters
@@ -95,16 +92,7 @@ class BiasedMF(nn.Module):
             Item bias plus the global offset.
         """
         q, b = self._item_side(items)
-        ones = torch.ones(q.shape[:-1] + (1,), dtype=q.dtype, device=q.device)
-        return torch.cat([q, ones], dim=-1), b + self.global_bias
-
-    def score_pairs(self, user_repr, items):
-        q_aug, offset = self.item_linear_terms(items)
-        return (user_repr * q_aug).sum(-1) + offset
-
-    def score_all(self, user_repr, items=None):
-        q_aug, offset = self.item_linear_terms(items)
-        return torch.addmm(offset[None, :], user_repr, q_aug.T)
+        return augmented(q, b, self.global_bias)
 
     def forward(self, users, items, neg_items=None):
         u = self.user_representation(users)
@@ -125,21 +113,17 @@ class BiasedMF(nn.Module):
     def user_embeddings(self):
         return self.user_factors.weight[: self.n_users]
 
-    def item_embeddings(self):
-        return self.item_factors.weight[: self.n_items]
 
-
-class NeuMF(nn.Module):
+class NeuMF(Scorer):
     """Neural matrix factorization (He et al., 2017): GMF and MLP fused.
 
     ``score = w . [p_u^G * q_i^G, MLP([p_u^M, q_i^M])] + mu + b_u + b_i``.
 
     Parameters
     ----------
-    n_users : int
-        Number of users (an extra zero row is added for unknown users).
-    n_items : int
-        Number of items (an extra zero row is added for unknown items).
+    n_users, n_items : int
+        Sizes of the id spaces (each table gets an extra zero row for
+        unknown ids).
     n_components : int, default=32
         Dimension of the GMF and of the MLP embeddings.
     hidden_layer_sizes : tuple of int, default=(64, 32)
@@ -147,24 +131,17 @@ class NeuMF(nn.Module):
     dropout : float, default=0.0
         Dropout after each hidden layer.
     global_bias : float, default=0.0
-        Initial value of the learned global offset ``mu``.
+        Initial learned offset ``mu``.
     init_std : float, default=0.1
-        Standard deviation of the normal initialisation of the embeddings.
+        Standard deviation of the embeddings' normal initialisation.
     sparse : bool, default=False
         Embedding tables with sparse gradients (see :class:`BiasedMF`); the
         tower's layers stay dense.
     """
 
     def __init__(
-        self,
-        n_users,
-        n_items,
-        n_components=32,
-        hidden_layer_sizes=(64, 32),
-        dropout=0.0,
-        global_bias=0.0,
-        init_std=0.1,
-        sparse=False,
+        self, n_users, n_items, n_components=32, hidden_layer_sizes=(64, 32),
+        dropout=0.0, global_bias=0.0, init_std=0.1, sparse=False,
     ):
         super().__init__()
         self.n_users = n_users

@@ -36,10 +36,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ._protocol import Scorer
+
 __all__ = ["LSTMEncoder", "SelfAttentionEncoder"]
 
 
-class _SequenceEncoder(nn.Module):
+class _SequenceEncoder(Scorer):
     """Item embeddings, output layer and the scoring protocol."""
 
     def __init__(self, n_items, embedding_dim, max_len, dropout, tie_weights, init_std):
@@ -128,14 +130,8 @@ class LSTMEncoder(_SequenceEncoder):
     """
 
     def __init__(
-        self,
-        n_items,
-        embedding_dim=64,
-        max_len=50,
-        n_layers=2,
-        dropout=0.2,
-        tie_weights=True,
-        init_std=0.2,
+        self, n_items, embedding_dim=64, max_len=50, n_layers=2, dropout=0.2,
+        tie_weights=True, init_std=0.2,
     ):
         super().__init__(n_items, embedding_dim, max_len, dropout, tie_weights, init_std)
         self.lstm = nn.LSTM(
@@ -226,15 +222,8 @@ class SelfAttentionEncoder(_SequenceEncoder):
     """
 
     def __init__(
-        self,
-        n_items,
-        embedding_dim=64,
-        max_len=50,
-        n_blocks=2,
-        n_heads=1,
-        dropout=0.2,
-        tie_weights=True,
-        init_std=0.05,
+        self, n_items, embedding_dim=64, max_len=50, n_blocks=2, n_heads=1, dropout=0.2,
+        tie_weights=True, init_std=0.05,
     ):
         if embedding_dim % n_heads:
             raise ValueError(

@@ -36,18 +36,7 @@ import torch
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 
-from .._topk import topk
-
-__all__ = [
-    "catalog_coverage",
-    "hit_rate_at_k",
-    "map_at_k",
-    "mrr_at_k",
-    "ndcg_at_k",
-    "novelty",
-    "precision_at_k",
-    "recall_at_k",
-]
+from ._topk import topk
 
 _METRICS = ("ndcg", "recall", "precision", "hit_rate", "mrr", "map")
 
@@ -352,6 +341,21 @@ def _metric_from_hits(metric, hits, n_relevant, k):
     return torch.where(n_relevant > 0, value, torch.nan)
 
 
+def _metric_per_user(metric, relevant, topk_chunks, k, device):
+    """Per-user metric (float64 ndarray, NaN where no item is relevant).
+
+    ``topk_chunks`` yields ``(start, stop, topk_items)`` for consecutive
+    chunks of users covering all the rows of ``relevant``.
+    """
+    n_relevant = torch.as_tensor(np.diff(relevant.indptr), device=device)
+    out = np.empty(relevant.shape[0], dtype=np.float64)
+    for start, stop, items in topk_chunks:
+        hits = _hits_from_topk(items, relevant, start, stop)
+        values = _metric_from_hits(metric, hits, n_relevant[start:stop], k)
+        out[start:stop] = values.cpu().numpy()
+    return out
+
+
 def _drop_duplicates(topk_items):
     """Replace repeated items of each row by -1, keeping the best rank."""
     sorted_items, order = torch.sort(topk_items, dim=1, stable=True)
@@ -359,6 +363,41 @@ def _drop_duplicates(topk_items):
     dup_sorted[:, 1:] = sorted_items[:, 1:] == sorted_items[:, :-1]
     dup = torch.zeros_like(dup_sorted).scatter_(1, order, dup_sorted)
     return topk_items.masked_fill(dup, -1)
+
+
+def _check_topk_items(topk_items, n_users, n_items, k, device):
+    """Validate top-k lists; return them as an int64 (n_users, k) tensor.
+
+    Lists are cut or padded with -1 to ``k`` columns, and repeated items of
+    a list are replaced by -1 after their best rank.
+    """
+    if isinstance(topk_items, torch.Tensor):
+        items = topk_items.detach()
+        if items.is_floating_point() or items.is_complex() or items.dtype == torch.bool:
+            raise TypeError(f"topk_items must hold integers, got dtype {items.dtype}.")
+        items = items.to(device=device, dtype=torch.int64)
+    else:
+        items = np.asarray(topk_items)
+        if items.dtype.kind not in "iu" and items.size:
+            raise TypeError(f"topk_items must hold integers, got dtype {items.dtype}.")
+        items = torch.as_tensor(items.astype(np.int64), device=device)
+    if items.ndim != 2 or items.shape[0] != n_users:
+        raise ValueError(
+            f"topk_items must have shape (n_users, k) with n_users={n_users} "
+            f"(rows of y_true), got shape {tuple(items.shape)}."
+        )
+    if items.numel() and (int(items.min()) < -1 or int(items.max()) >= n_items):
+        raise ValueError(
+            f"topk_items must hold item indices in [0, {n_items}) or -1 for padding."
+        )
+    if items.shape[1] >= k:
+        items = items[:, :k]
+    else:
+        pad = torch.full(
+            (n_users, k - items.shape[1]), -1, dtype=torch.int64, device=device
+        )
+        items = torch.cat([items, pad], dim=1)
+    return _drop_duplicates(items)
 
 
 def _per_user_metric_from_topk(metric, topk_items, y_true_csr, k, *, device="cpu"):
@@ -403,41 +442,9 @@ def _per_user_metric_from_topk(metric, topk_items, y_true_csr, k, *, device="cpu
     relevant = _to_binary_csr(y_true_csr, "y_true", relevance=True)
     n_users, n_items = relevant.shape
 
-    if isinstance(topk_items, torch.Tensor):
-        items = topk_items.detach()
-        if items.is_floating_point() or items.is_complex() or items.dtype == torch.bool:
-            raise TypeError(f"topk_items must hold integers, got dtype {items.dtype}.")
-        items = items.to(device=device, dtype=torch.int64)
-    else:
-        items = np.asarray(topk_items)
-        if items.dtype.kind not in "iu" and items.size:
-            raise TypeError(f"topk_items must hold integers, got dtype {items.dtype}.")
-        items = torch.as_tensor(items.astype(np.int64), device=device)
-    if items.ndim != 2 or items.shape[0] != n_users:
-        raise ValueError(
-            f"topk_items must have shape (n_users, k) with n_users={n_users} "
-            f"(rows of y_true), got shape {tuple(items.shape)}."
-        )
-    if items.numel() and (int(items.min()) < -1 or int(items.max()) >= n_items):
-        raise ValueError(
-            f"topk_items must hold item indices in [0, {n_items}) or -1 for padding."
-        )
-    if items.shape[1] >= k:
-        items = items[:, :k]
-    else:
-        pad = torch.full(
-            (n_users, k - items.shape[1]), -1, dtype=torch.int64, device=device
-        )
-        items = torch.cat([items, pad], dim=1)
-    items = _drop_duplicates(items)
-
-    n_relevant = torch.as_tensor(np.diff(relevant.indptr), device=device)
-    out = np.empty(n_users, dtype=np.float64)
-    for start, stop in _chunks(n_users, k):
-        hits = _hits_from_topk(items[start:stop], relevant, start, stop)
-        values = _metric_from_hits(metric, hits, n_relevant[start:stop], k)
-        out[start:stop] = values.cpu().numpy()
-    return out
+    items = _check_topk_items(topk_items, n_users, n_items, k, device)
+    chunks = ((start, stop, items[start:stop]) for start, stop in _chunks(n_users, k))
+    return _metric_per_user(metric, relevant, chunks, k, device)
 
 
 def _sampling_rng(random_state):
@@ -460,26 +467,6 @@ def _aggregate(values, empty, average):
     return float(np.nanmean(values))
 
 
-def _ranking_metric(
-    metric, y_true, y_score, *, k, exclude, n_negatives, random_state, empty,
-    average, device,
-):
-    relevant, y_score, excluded = _check_ranking_inputs(
-        y_true, y_score, k, exclude, n_negatives
-    )
-    device = _check_device(device)
-    rng = _sampling_rng(random_state) if n_negatives else None
-    n_relevant = torch.as_tensor(np.diff(relevant.indptr), device=device)
-    out = np.empty(relevant.shape[0], dtype=np.float64)
-    for start, stop, items in _iter_topk(
-        relevant, y_score, excluded, k, n_negatives, rng, device
-    ):
-        hits = _hits_from_topk(items, relevant, start, stop)
-        values = _metric_from_hits(metric, hits, n_relevant[start:stop], k)
-        out[start:stop] = values.cpu().numpy()
-    return _aggregate(out, empty, average)
-
-
 # --------------------------------------------------------------------------
 # Public ranking metrics
 # --------------------------------------------------------------------------
@@ -496,7 +483,12 @@ _RANKING_CONSTRAINTS = {
     "device": [str, torch.device],
 }
 
-_RANKING_PARAMETERS = """\
+# The docstring of the six public ranking metrics; %(name)s, %(summary)s,
+# %(see_also)s and %(examples)s are filled in for each metric.
+_RANKING_DOC = """%(summary)s
+
+    Parameters
+    ----------
     y_true : {array-like, sparse matrix} of shape (n_users, n_items)
         Ground-truth relevance (e.g. held-out interactions).  Any scipy
         sparse format or dense array-like; an entry > 0 is relevant
@@ -563,20 +555,54 @@ default=None
     convention of reference implementations (a stable sort by decreasing
     score): with equal scores for all items, items 0, 1, ..., k - 1 are
     recommended.  The ranking is the same on CPU and CUDA.
-"""
+
+    See Also
+    --------
+    %(see_also)s
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_recsys.metrics import %(name)s
+    >>> y_true = np.array([[1, 0, 0, 1], [0, 1, 0, 0]])
+    >>> y_score = np.array([[0.9, 0.8, 0.1, 0.3], [0.2, 0.1, 0.7, 0.4]])
+    %(examples)s
+    """
 
 
-def _fill_doc(func):
-    func.__doc__ = func.__doc__.replace("%(parameters)s", _RANKING_PARAMETERS.rstrip())
-    return func
+def _ranking_metric_at_k(metric, summary, *, see_also, examples):
+    """Define the public function ``<metric>_at_k`` of ``metric``.
+
+    The six ranking metrics share their signature, parameter validation,
+    body and most of their docstring (``_RANKING_DOC``); only ``metric``
+    and the documentation fragments differ.
+    """
+
+    def metric_at_k(
+        y_true, y_score, *, k=10, exclude=None, n_negatives=None,
+        random_state=None, empty="skip", average=True, device="cpu",
+    ):
+        relevant, y_score, excluded = _check_ranking_inputs(
+            y_true, y_score, k, exclude, n_negatives
+        )
+        device = _check_device(device)
+        rng = _sampling_rng(random_state) if n_negatives else None
+        chunks = _iter_topk(relevant, y_score, excluded, k, n_negatives, rng, device)
+        values = _metric_per_user(metric, relevant, chunks, k, device)
+        return _aggregate(values, empty, average)
+
+    name = f"{metric}_at_k"
+    metric_at_k.__name__ = metric_at_k.__qualname__ = name
+    metric_at_k.__doc__ = _RANKING_DOC % {
+        "name": name, "summary": summary, "see_also": see_also, "examples": examples,
+    }
+    return validate_params(_RANKING_CONSTRAINTS, prefer_skip_nested_validation=True)(
+        metric_at_k
+    )
 
 
-@validate_params(_RANKING_CONSTRAINTS, prefer_skip_nested_validation=True)
-@_fill_doc
-def ndcg_at_k(
-    y_true, y_score, *, k=10, exclude=None, n_negatives=None, random_state=None,
-    empty="skip", average=True, device="cpu",
-):
+ndcg_at_k = _ranking_metric_at_k(
+    "ndcg",
     """Normalised discounted cumulative gain at k (NDCG@k).
 
     With ``rel_r = 1`` if the item at rank ``r`` is relevant, else 0::
@@ -585,177 +611,60 @@ def ndcg_at_k(
         IDCG@k = sum_{r=1..min(k, |relevant|)} 1 / log2(r + 1)
         NDCG@k = DCG@k / IDCG@k
 
-    i.e. the ideal DCG puts all relevant items first.  NDCG@k lies in [0, 1].
-
-    Parameters
-    ----------
-%(parameters)s
-
-    See Also
-    --------
-    map_at_k : Mean average precision at k.
-    recall_at_k : Fraction of the relevant items in the top-k.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from sklearn_recsys.metrics import ndcg_at_k
-    >>> y_true = np.array([[1, 0, 0, 1], [0, 1, 0, 0]])
-    >>> y_score = np.array([[0.9, 0.8, 0.1, 0.3], [0.2, 0.1, 0.7, 0.4]])
-    >>> round(ndcg_at_k(y_true, y_score, k=2), 4)
+    i.e. the ideal DCG puts all relevant items first.  NDCG@k lies in [0, 1].""",
+    see_also="""map_at_k : Mean average precision at k.
+    recall_at_k : Fraction of the relevant items in the top-k.""",
+    examples=""">>> round(ndcg_at_k(y_true, y_score, k=2), 4)
     0.3066
     >>> ndcg_at_k(y_true, y_score, k=2, average=False).round(4)
-    array([0.6131, 0.    ])
-    """
-    return _ranking_metric(
-        "ndcg", y_true, y_score, k=k, exclude=exclude, n_negatives=n_negatives,
-        random_state=random_state, empty=empty, average=average, device=device,
-    )
+    array([0.6131, 0.    ])""",
+)
 
-
-@validate_params(_RANKING_CONSTRAINTS, prefer_skip_nested_validation=True)
-@_fill_doc
-def recall_at_k(
-    y_true, y_score, *, k=10, exclude=None, n_negatives=None, random_state=None,
-    empty="skip", average=True, device="cpu",
-):
+recall_at_k = _ranking_metric_at_k(
+    "recall",
     """Recall at k: fraction of a user's relevant items found in the top-k.
 
     ``recall@k = hits@k / |relevant|`` where ``hits@k`` is the number of
     relevant items among the ``k`` recommended ones.  When ``k < |relevant|``
-    it cannot reach 1.
+    it cannot reach 1.""",
+    see_also="precision_at_k : Fraction of the top-k that is relevant.",
+    examples=""">>> round(recall_at_k(y_true, y_score, k=2), 4)
+    0.25""",
+)
 
-    Parameters
-    ----------
-%(parameters)s
-
-    See Also
-    --------
-    precision_at_k : Fraction of the top-k that is relevant.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from sklearn_recsys.metrics import recall_at_k
-    >>> y_true = np.array([[1, 0, 0, 1], [0, 1, 0, 0]])
-    >>> y_score = np.array([[0.9, 0.8, 0.1, 0.3], [0.2, 0.1, 0.7, 0.4]])
-    >>> round(recall_at_k(y_true, y_score, k=2), 4)
-    0.25
-    """
-    return _ranking_metric(
-        "recall", y_true, y_score, k=k, exclude=exclude, n_negatives=n_negatives,
-        random_state=random_state, empty=empty, average=average, device=device,
-    )
-
-
-@validate_params(_RANKING_CONSTRAINTS, prefer_skip_nested_validation=True)
-@_fill_doc
-def precision_at_k(
-    y_true, y_score, *, k=10, exclude=None, n_negatives=None, random_state=None,
-    empty="skip", average=True, device="cpu",
-):
+precision_at_k = _ranking_metric_at_k(
+    "precision",
     """Precision at k: fraction of the top-k that is relevant.
 
     ``precision@k = hits@k / k``; the denominator is always ``k``, even when
     the user has fewer than ``k`` relevant items or fewer than ``k`` items
-    can be ranked.
+    can be ranked.""",
+    see_also="recall_at_k : Fraction of the relevant items in the top-k.",
+    examples=""">>> round(precision_at_k(y_true, y_score, k=2), 4)
+    0.25""",
+)
 
-    Parameters
-    ----------
-%(parameters)s
+hit_rate_at_k = _ranking_metric_at_k(
+    "hit_rate",
+    "Hit rate at k: 1 if at least one relevant item is in the top-k, else 0.",
+    see_also="mrr_at_k : Reciprocal rank of the first relevant item.",
+    examples=""">>> round(hit_rate_at_k(y_true, y_score, k=2), 4)
+    0.5""",
+)
 
-    See Also
-    --------
-    recall_at_k : Fraction of the relevant items in the top-k.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from sklearn_recsys.metrics import precision_at_k
-    >>> y_true = np.array([[1, 0, 0, 1], [0, 1, 0, 0]])
-    >>> y_score = np.array([[0.9, 0.8, 0.1, 0.3], [0.2, 0.1, 0.7, 0.4]])
-    >>> round(precision_at_k(y_true, y_score, k=2), 4)
-    0.25
-    """
-    return _ranking_metric(
-        "precision", y_true, y_score, k=k, exclude=exclude,
-        n_negatives=n_negatives, random_state=random_state, empty=empty,
-        average=average, device=device,
-    )
-
-
-@validate_params(_RANKING_CONSTRAINTS, prefer_skip_nested_validation=True)
-@_fill_doc
-def hit_rate_at_k(
-    y_true, y_score, *, k=10, exclude=None, n_negatives=None, random_state=None,
-    empty="skip", average=True, device="cpu",
-):
-    """Hit rate at k: 1 if at least one relevant item is in the top-k, else 0.
-
-    Parameters
-    ----------
-%(parameters)s
-
-    See Also
-    --------
-    mrr_at_k : Reciprocal rank of the first relevant item.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from sklearn_recsys.metrics import hit_rate_at_k
-    >>> y_true = np.array([[1, 0, 0, 1], [0, 1, 0, 0]])
-    >>> y_score = np.array([[0.9, 0.8, 0.1, 0.3], [0.2, 0.1, 0.7, 0.4]])
-    >>> round(hit_rate_at_k(y_true, y_score, k=2), 4)
-    0.5
-    """
-    return _ranking_metric(
-        "hit_rate", y_true, y_score, k=k, exclude=exclude,
-        n_negatives=n_negatives, random_state=random_state, empty=empty,
-        average=average, device=device,
-    )
-
-
-@validate_params(_RANKING_CONSTRAINTS, prefer_skip_nested_validation=True)
-@_fill_doc
-def mrr_at_k(
-    y_true, y_score, *, k=10, exclude=None, n_negatives=None, random_state=None,
-    empty="skip", average=True, device="cpu",
-):
+mrr_at_k = _ranking_metric_at_k(
+    "mrr",
     """Mean reciprocal rank at k (MRR@k).
 
     For each user, ``1 / rank`` of the first relevant item of the top-k
-    (ranks start at 1), or 0 if the top-k holds no relevant item.
+    (ranks start at 1), or 0 if the top-k holds no relevant item.""",
+    see_also="hit_rate_at_k : Whether any relevant item is in the top-k.",
+    examples=""">>> mrr_at_k(y_true, y_score, k=4, average=False).round(4)
+    array([1.  , 0.25])""",
+)
 
-    Parameters
-    ----------
-%(parameters)s
-
-    See Also
-    --------
-    hit_rate_at_k : Whether any relevant item is in the top-k.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from sklearn_recsys.metrics import mrr_at_k
-    >>> y_true = np.array([[1, 0, 0, 1], [0, 1, 0, 0]])
-    >>> y_score = np.array([[0.9, 0.8, 0.1, 0.3], [0.2, 0.1, 0.7, 0.4]])
-    >>> mrr_at_k(y_true, y_score, k=4, average=False).round(4)
-    array([1.  , 0.25])
-    """
-    return _ranking_metric(
-        "mrr", y_true, y_score, k=k, exclude=exclude, n_negatives=n_negatives,
-        random_state=random_state, empty=empty, average=average, device=device,
-    )
-
-
-@validate_params(_RANKING_CONSTRAINTS, prefer_skip_nested_validation=True)
-@_fill_doc
-def map_at_k(
-    y_true, y_score, *, k=10, exclude=None, n_negatives=None, random_state=None,
-    empty="skip", average=True, device="cpu",
-):
+map_at_k = _ranking_metric_at_k(
+    "map",
     """Mean average precision at k (MAP@k).
 
     The average precision of a user is::
@@ -764,29 +673,11 @@ def map_at_k(
 
     where ``precision@r`` is the fraction of relevant items among the first
     ``r``; MAP@k is its mean over users.  AP@k lies in [0, 1] and equals 1
-    when the first ``min(k, |relevant|)`` items are all relevant.
-
-    Parameters
-    ----------
-%(parameters)s
-
-    See Also
-    --------
-    ndcg_at_k : Normalised discounted cumulative gain at k.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from sklearn_recsys.metrics import map_at_k
-    >>> y_true = np.array([[1, 0, 0, 1], [0, 1, 0, 0]])
-    >>> y_score = np.array([[0.9, 0.8, 0.1, 0.3], [0.2, 0.1, 0.7, 0.4]])
-    >>> map_at_k(y_true, y_score, k=3, average=False).round(4)
-    array([0.8333, 0.    ])
-    """
-    return _ranking_metric(
-        "map", y_true, y_score, k=k, exclude=exclude, n_negatives=n_negatives,
-        random_state=random_state, empty=empty, average=average, device=device,
-    )
+    when the first ``min(k, |relevant|)`` items are all relevant.""",
+    see_also="ndcg_at_k : Normalised discounted cumulative gain at k.",
+    examples=""">>> map_at_k(y_true, y_score, k=3, average=False).round(4)
+    array([0.8333, 0.    ])""",
+)
 
 
 # --------------------------------------------------------------------------
@@ -856,6 +747,41 @@ def catalog_coverage(recommendations, n_items):
     return float(np.unique(recs[recs >= 0]).size / n_items)
 
 
+def _self_information(recommendations, item_popularity):
+    """Self-information of the recommended items; validates novelty's inputs.
+
+    Returns ``(info, n_valid)``: ``-log2(p_i)`` in bits for each entry of the
+    recommendation lists (0 for padding), and the number of (non-padding)
+    items of each list.
+    """
+    pop = np.asarray(item_popularity)
+    if pop.ndim != 1:
+        raise ValueError(
+            f"item_popularity must be 1D (n_items,), got shape {pop.shape}."
+        )
+    if pop.dtype.kind not in "biuf":
+        raise TypeError(f"item_popularity must be numeric, got dtype {pop.dtype}.")
+    pop = pop.astype(np.float64)
+    if not np.isfinite(pop).all() or (pop < 0).any():
+        raise ValueError("item_popularity must be finite and non-negative.")
+    if pop.size == 0 or pop.sum() <= 0:
+        raise ValueError("item_popularity must have a positive sum.")
+    recs = _check_recommendations(recommendations, pop.size)
+    valid = recs >= 0
+    n_valid = valid.sum(axis=1)
+    if not n_valid.any():
+        raise ValueError("recommendations holds no item (only -1 padding).")
+    prob = pop / pop.sum()
+    p = np.where(valid, prob[np.where(valid, recs, 0)], 1.0)
+    if (p == 0).any():
+        raise ValueError(
+            "item_popularity is 0 for some recommended item(s); their "
+            "self-information is infinite.  Smooth the counts first, e.g. "
+            "item_popularity + 1."
+        )
+    return -np.log2(p), n_valid
+
+
 @validate_params(
     {
         "recommendations": ["array-like", torch.Tensor],
@@ -902,31 +828,6 @@ def novelty(recommendations, item_popularity):
     >>> novelty([[0, 1], [2, -1]], popularity)  # mean of (1 + 2) / 2 and 3
     2.25
     """
-    pop = np.asarray(item_popularity)
-    if pop.ndim != 1:
-        raise ValueError(
-            f"item_popularity must be 1D (n_items,), got shape {pop.shape}."
-        )
-    if pop.dtype.kind not in "biuf":
-        raise TypeError(f"item_popularity must be numeric, got dtype {pop.dtype}.")
-    pop = pop.astype(np.float64)
-    if not np.isfinite(pop).all() or (pop < 0).any():
-        raise ValueError("item_popularity must be finite and non-negative.")
-    if pop.size == 0 or pop.sum() <= 0:
-        raise ValueError("item_popularity must have a positive sum.")
-    recs = _check_recommendations(recommendations, pop.size)
-    valid = recs >= 0
-    n_valid = valid.sum(axis=1)
-    if not n_valid.any():
-        raise ValueError("recommendations holds no item (only -1 padding).")
-    prob = pop / pop.sum()
-    p = np.where(valid, prob[np.where(valid, recs, 0)], 1.0)
-    if (p == 0).any():
-        raise ValueError(
-            "item_popularity is 0 for some recommended item(s); their "
-            "self-information is infinite.  Smooth the counts first, e.g. "
-            "item_popularity + 1."
-        )
-    info = -np.log2(p)  # 0 for padding
+    info, n_valid = _self_information(recommendations, item_popularity)
     users = n_valid > 0
     return float(np.mean(info.sum(axis=1)[users] / n_valid[users]))

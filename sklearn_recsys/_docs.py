@@ -1,0 +1,95 @@
+"""Docstring fragments shared by the estimators, written once.
+
+A class decorated with :func:`fill_doc` has every ``%(name)s`` of its
+docstring replaced by the fragment ``name`` (as skorch composes the
+docstrings of its nets, and pandas/MNE fill theirs). Fragments are
+numpydoc entries indented for a class docstring.
+"""
+
+import re
+
+_EARLY_STOPPING_PAIRS = """\
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of each user's interactions and stop
+        when the validation loss has not improved by ``tol`` for
+        ``n_iter_no_change`` epochs; the best epoch's weights are kept.
+    validation_fraction : float, default=0.1
+        Fraction of each user's interactions used for validation."""
+
+_EARLY_STOPPING_SEQUENCES = """\
+    early_stopping : bool, default=False
+        Hold out the last item of a random ``validation_fraction`` of the
+        users with three or more interactions (their training sequences stop
+        one item earlier) and stop when the loss of predicting those items
+        has not improved by ``tol`` for ``n_iter_no_change`` epochs; the best
+        epoch's weights are kept.
+    validation_fraction : float, default=0.1
+        Fraction of the users whose last item validates."""
+
+_PATIENCE = """\
+    n_iter_no_change : int, default=5
+        Patience of early stopping, in epochs.
+    tol : float, default=1e-4
+        Minimum improvement of the validation loss.
+    warm_start : bool, default=False
+        Continue training the fitted network on the next ``fit`` (same users
+        and items required) instead of starting afresh."""
+
+_ID_COLUMNS = """\
+    user_col : str, default="user"
+        User id column of an interaction table.
+    item_col : str, default="item"
+        Item id column of an interaction table."""
+
+_TIME_COLUMN = """\
+    time_col : str or None, default="timestamp"
+        Time column of an interaction table (numbers or datetimes, naive,
+        tz-aware or Arrow timestamps). When the table has no such column, or
+        ``time_col=None``, rows are in order."""
+
+_NEURAL_RUNTIME = """\
+    device : str, default="cpu"
+        Torch device to train and score on: ``"cpu"``, ``"cuda"``,
+        ``"cuda:1"``, ... or ``"auto"`` (CUDA when available).
+    callbacks : list of skorch callbacks, default=None
+        Passed to the skorch net (``(name, callback)`` tuples allowed).
+    verbose : int, default=0
+        0: silent. 1 or more: skorch's per-epoch log and progress bar.
+    random_state : int, RandomState instance or None, default=None
+        Seeds everything random in a fit: initialisation, shuffling,
+        negative sampling, dropout and the validation split. Two fits with
+        the same integer seed give the same model on CPU."""
+
+_NEURAL_ATTRIBUTES = """\
+    loss_curve_ : list of float
+        Training loss per epoch.
+    validation_loss_curve_ : list of float or None
+        Validation loss per epoch when ``early_stopping=True``.
+    n_iter_ : int
+        Number of epochs run (over all fits when ``warm_start=True``).
+    n_features_in_ : int
+        Number of items (columns), when fitted on a matrix."""
+
+_ID_ATTRIBUTES = """\
+    user_ids_ : ndarray of shape (n_users,)
+        Raw user ids in index order (row indices for a matrix).
+    item_ids_ : ndarray of shape (n_items,)
+        Raw item ids in index order (column indices for a matrix)."""
+
+DOCS = {
+    "early_stopping_pairs": _EARLY_STOPPING_PAIRS + "\n" + _PATIENCE,
+    "early_stopping_sequences": _EARLY_STOPPING_SEQUENCES + "\n" + _PATIENCE,
+    "id_columns": _ID_COLUMNS,
+    "time_column": _TIME_COLUMN,
+    "neural_runtime": _NEURAL_RUNTIME,
+    "neural_attributes": _NEURAL_ATTRIBUTES,
+    "id_attributes": _ID_ATTRIBUTES,
+}
+
+_PLACEHOLDER = re.compile(r"^ *%\((\w+)\)s$", re.MULTILINE)
+
+
+def fill_doc(obj):
+    """Replace each ``%(name)s`` line of ``obj.__doc__`` by ``DOCS[name]``."""
+    obj.__doc__ = _PLACEHOLDER.sub(lambda m: DOCS[m.group(1)], obj.__doc__)
+    return obj

@@ -1,0 +1,206 @@
+"""What the neural recommenders train on: negative samplers, validation
+splits and losses, all in one place.
+
+* Samplers are batch transforms (``sampler(batch, generator) -> batch``)
+  that :class:`~sklearn_recsys._training.TensorBatchIterator` applies on the
+  training device, drawing from the iterator's own generator.
+* Splits return the row indices of the training and validation parts of the
+  training rows an estimator built; they never hold out a user entirely
+  (skorch's default ``ValidSplit(5)`` would, on user-sorted data).
+* Losses are the criteria of the skorch net: they read the module's
+  ``forward`` output.
+"""
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+__all__ = [
+    "NegativeSampler",
+    "SequenceNegativeSampler",
+    "per_user_split",
+    "RecommenderLoss",
+    "SequenceLoss",
+]
+
+
+# -- negative samplers -------------------------------------------------------
+
+
+class NegativeSampler:
+    """Uniform negative items drawn on the device, avoiding known positives.
+
+    Parameters
+    ----------
+    positive_keys : torch.Tensor
+        Sorted int64 keys ``user * n_items + item`` of all training positives.
+    n_items : int
+        Size of the item catalogue.
+    n_negatives : int
+        Negatives drawn per positive.
+    candidates : torch.Tensor of shape (n_candidates,), default=None
+        Item indices negatives are drawn from (e.g. the items with training
+        data); all ``n_items`` items when None.
+    n_rounds : int, default=3
+        Rounds of re-drawing negatives that hit a positive; what remains after
+        them is kept (rare for sparse data).
+    """
+
+    def __init__(self, positive_keys, n_items, n_negatives, candidates=None, n_rounds=3):
+        self.positive_keys = positive_keys
+        self.n_items = n_items
+        self.n_negatives = n_negatives
+        self.candidates = candidates
+        self.n_rounds = n_rounds
+
+    def _draw(self, shape, generator, device):
+        if self.candidates is None:
+            return torch.randint(self.n_items, shape, generator=generator, device=device)
+        pos = torch.randint(len(self.candidates), shape, generator=generator, device=device)
+        return self.candidates.to(device)[pos]
+
+    def _is_positive(self, users, negs):
+        keys = users[:, None] * self.n_items + negs
+        pos = torch.searchsorted(self.positive_keys, keys)
+        pos = pos.clamp_(max=len(self.positive_keys) - 1)
+        return self.positive_keys[pos] == keys
+
+    def __call__(self, batch, generator):
+        """Add ``neg_items`` of shape ``(batch_size, n_negatives)`` to ``batch``."""
+        batch["neg_items"] = self.sample(batch["users"], generator)
+        return batch
+
+    def sample(self, users, generator):
+        """Negatives ``(len(users), n_negatives)`` for the given user indices."""
+        negs = self._draw((len(users), self.n_negatives), generator, users.device)
+        for _ in range(self.n_rounds):
+            hit = self._is_positive(users, negs)
+            n_hit = int(hit.sum())
+            if n_hit == 0:
+                break
+            negs[hit] = self._draw((n_hit,), generator, users.device)
+        return negs
+
+
+class SequenceNegativeSampler(NegativeSampler):
+    """Negatives for every position of a batch of sequences, on the device.
+
+    Adds ``neg_items`` of shape ``(B, L, n_negatives)`` (0-based item
+    indices drawn uniformly among the items the user never interacted with
+    in training) and removes ``users`` from the batch. With
+    ``n_negatives=0`` only ``users`` is removed (full-softmax training).
+    """
+
+    def __call__(self, batch, generator):
+        users = batch.pop("users")
+        if self.n_negatives:
+            batch_size, length = batch["targets"].shape
+            negs = self.sample(users.repeat_interleave(length), generator)
+            batch["neg_items"] = negs.view(batch_size, length, self.n_negatives)
+        return batch
+
+
+def positive_keys(users, items, n_items):
+    """Sorted unique keys ``user * n_items + item`` of a sampler, as a tensor."""
+    return torch.unique(users * n_items + items)
+
+
+# -- validation splits ---------------------------------------------------------
+
+
+def per_user_split(users, fraction, seed=0):
+    """Hold out a random ``fraction`` of each user's rows for validation.
+
+    A user with ``c`` rows gives ``floor(fraction * c)`` of them, so every
+    validation user keeps training rows (unlike skorch's default
+    ``ValidSplit(5)``, an unshuffled K-fold that on user-sorted data
+    validates on users never seen in training).
+
+    Parameters
+    ----------
+    users : ndarray of shape (n_rows,)
+        User index of each training row.
+    fraction : float
+    seed : int, default=0
+
+    Returns
+    -------
+    train, valid : ndarray of int64
+        Sorted row indices.
+    """
+    users = np.asarray(users)
+    rng = np.random.RandomState(seed)
+    order = np.lexsort((rng.rand(len(users)), users))
+    sorted_users = users[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_users)) + 1]
+    counts = np.diff(np.r_[starts, len(users)])
+    rank = np.arange(len(users)) - np.repeat(starts, counts)
+    n_valid = np.floor(fraction * counts).astype(np.int64)
+    is_valid = rank < np.repeat(n_valid, counts)
+    if not is_valid.any():
+        raise ValueError(
+            "early_stopping=True needs validation data, but "
+            f"validation_fraction={fraction} holds out no interaction "
+            "(each user gives floor(fraction * n_user_interactions)). "
+            "Increase validation_fraction or disable early stopping."
+        )
+    return np.sort(order[~is_valid]), np.sort(order[is_valid])
+
+
+# -- losses ----------------------------------------------------------------------
+
+
+class RecommenderLoss(nn.Module):
+    """Loss on a pair model's output ``(pos_scores, neg_scores, penalty)``.
+
+    * ``"mse"``: mean squared error of ``pos_scores`` against ``y``.
+    * ``"bce"``: binary cross-entropy with logits; positives are labelled
+      ``y``, each sampled negative 0. Summed per positive row, averaged over
+      rows.
+    * ``"bpr"``: Bayesian personalised ranking, ``-log sigmoid(pos - neg)``
+      weighted by ``y``.
+
+    ``alpha`` weights the module's L2 ``penalty``.
+    """
+
+    def __init__(self, loss="mse", alpha=0.0):
+        super().__init__()
+        self.loss = loss
+        self.alpha = alpha
+
+    def forward(self, y_pred, y_true=None):
+        pos, neg, penalty = y_pred
+        if self.loss == "mse":
+            value = F.mse_loss(pos, y_true)
+        elif self.loss == "bce":
+            value = F.binary_cross_entropy_with_logits(pos, y_true, reduction="none")
+            value = (value + F.softplus(neg).sum(dim=1)).mean()
+        else:  # "bpr"
+            value = (-F.logsigmoid(pos[:, None] - neg).mean(dim=1) * y_true).mean()
+        if self.alpha and penalty is not None:
+            value = value + self.alpha * penalty
+        return value
+
+
+class SequenceLoss(nn.Module):
+    """Next-item loss on a sequence encoder's output ``(scores, labels)``.
+
+    * ``"softmax"``: cross-entropy of the next item over the whole
+      catalogue, averaged over the non-padded positions;
+    * ``"bce"``: binary cross-entropy with logits, the next item labelled 1
+      and each sampled negative 0 (summed per position), averaged over the
+      non-padded positions.
+    """
+
+    def __init__(self, loss="softmax"):
+        super().__init__()
+        self.loss = loss
+
+    def forward(self, y_pred, y_true=None):
+        scores, labels = y_pred
+        if scores.shape[0] == 0:  # a batch without any target
+            return scores.sum() * 0.0
+        if self.loss == "softmax":
+            return F.cross_entropy(scores, labels)
+        return (F.softplus(-scores[:, 0]) + F.softplus(scores[:, 1:]).sum(dim=1)).mean()

@@ -1,0 +1,116 @@
+"""The scoring protocol every module of :mod:`sklearn_recsys.nn` follows.
+
+An estimator never looks inside its network: it scores through the methods
+below, whatever the model. Shapes use ``B`` for a block of users, ``m`` for
+a number of candidate items and ``R`` for the width of a user
+representation.
+
+* ``user_representation(users) -> (B, R)``: everything the model knows about
+  users (factors and bias, a packed history, an encoded sequence...), given
+  their int64 indices -- or, for the sequence encoders, their left-padded
+  item sequences ``(B, L)``. Index ``n_users`` (the empty sequence) is the
+  fallback for a user unknown at fit. Fold-in of new users produces rows of
+  the same kind.
+* ``score_all(user_repr, items=None) -> (B, m)``: scores of every item (or of
+  the int64 ``items``) for each row of ``user_repr``.
+* ``score_pairs(user_repr, items) -> (B,)``: the score of one item per row.
+* ``item_embeddings() -> (n_items, d)``: item vectors, for ``similar_items``
+  (optional).
+* ``scoring()``: a context manager around every scoring call of an estimator;
+  it puts the module in evaluation mode and lets a module keep work it can
+  share between calls (e.g. :class:`~sklearn_recsys.nn.HybridCNN` computes
+  every item vector once).
+* ``score_cost`` (class attribute): floats kept per (user, candidate) pair by
+  ``score_all``; estimators divide their scoring blocks by it to bound memory.
+
+Training goes through ``forward``, whose signature and output are agreed
+between a module and its estimator's criterion (see the training losses).
+"""
+
+from abc import ABCMeta, abstractmethod
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+__all__ = ["Scorer", "LinearItemScorer"]
+
+
+class Scorer(nn.Module, metaclass=ABCMeta):
+    """Base class of the scoring modules: the protocol above, in code."""
+
+    #: Floats ``score_all`` keeps per (user, candidate) pair.
+    score_cost = 1
+
+    def __init__(self):
+        super().__init__()
+
+    @abstractmethod
+    def user_representation(self, users):
+        """Representations ``(B, R)`` of the users of index ``users`` ``(B,)``."""
+
+    @abstractmethod
+    def score_all(self, user_repr, items=None):
+        """Scores ``(B, m)`` of all items, or of the int64 ``items`` ``(m,)``."""
+
+    @abstractmethod
+    def score_pairs(self, user_repr, items):
+        """Scores ``(B,)`` of one item ``items[b]`` per row of ``user_repr``."""
+
+    def item_embeddings(self):
+        """Item vectors ``(n_items, d)`` compared by ``similar_items``."""
+        raise NotImplementedError(f"{type(self).__name__} has no item embeddings.")
+
+    @contextmanager
+    def scoring(self):
+        """Evaluation mode and no gradients for the duration of a scoring call.
+
+        The previous mode is restored on exit. Subclasses may keep work shared
+        by the calls inside (see :class:`~sklearn_recsys.nn.HybridCNN`).
+        """
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                yield self
+        finally:
+            self.train(was_training)
+
+
+class LinearItemScorer(Scorer):
+    """A scorer linear in the user representation: ``u @ Q_aug.T + offset``.
+
+    Subclasses implement :meth:`item_linear_terms`; scoring, and the exact
+    ridge fold-in of the estimators, follow from it. Biased MF and the hybrid
+    CNN are of this kind: ``Q_aug`` holds the item vectors with a column of
+    ones (it multiplies the user bias, the last entry of a representation)
+    and ``offset`` the item bias plus the global bias.
+    """
+
+    @abstractmethod
+    def item_linear_terms(self, items=None):
+        """``(Q_aug, offset)`` of all items, or of the int64 ``items``.
+
+        Returns
+        -------
+        q_aug : torch.Tensor of shape (..., R)
+        offset : torch.Tensor of shape (...)
+        """
+
+    def score_pairs(self, user_repr, items):
+        q_aug, offset = self.item_linear_terms(items)
+        return (user_repr * q_aug).sum(-1) + offset
+
+    def score_all(self, user_repr, items=None):
+        q_aug, offset = self.item_linear_terms(items)
+        return torch.addmm(offset[None, :], user_repr, q_aug.T)
+
+    def item_embeddings(self):
+        q_aug, _ = self.item_linear_terms()
+        return q_aug[:, :-1]
+
+
+def augmented(vectors, bias, global_bias):
+    """``(Q_aug, offset)``: ``vectors`` with a column of ones, ``bias + global_bias``."""
+    ones = torch.ones(vectors.shape[:-1] + (1,), dtype=vectors.dtype, device=vectors.device)
+    return torch.cat([vectors, ones], dim=-1), bias + global_bias
