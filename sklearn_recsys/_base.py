@@ -26,6 +26,7 @@ from ._input import (
     IdIndex,
     Interactions,
     as_id_array,
+    as_input,
     check_ids,
     check_k,
     check_targets,
@@ -134,7 +135,7 @@ class BaseRecommender(BaseEstimator):
             The fitted estimator.
         """
         self._check_params()
-        fit = self._validate_fit_input(X, y)
+        fit = self._validate_fit_input(as_input(X), y)
         state = {
             "_user_index": fit.user_index,
             "_item_index": fit.item_index,
@@ -187,6 +188,11 @@ class BaseRecommender(BaseEstimator):
                     UserWarning,
                 )
             Xm = self._check_matrix(X, reset=True)
+            if Xm.nnz == 0:
+                raise ValueError(
+                    f"X is a {Xm.shape[0]} x {Xm.shape[1]} user x item matrix without "
+                    "any stored entry: there is no interaction to learn from."
+                )
             data = matrix_to_interactions(Xm)
             user_index, item_index = IdIndex(np.arange(Xm.shape[0])), IdIndex(np.arange(Xm.shape[1]))
             convention, n_features = "matrix", Xm.shape[1]
@@ -412,7 +418,7 @@ class BaseRecommender(BaseEstimator):
         features : ndarray of shape (n_users, n_features)
         """
         check_is_fitted(self)
-        histories, _ = self._histories(X)
+        histories, _ = self._histories(as_input(X))
         return np.asarray(self._user_features(self._fold_in(histories)).cpu().numpy())
 
     def fit_transform(self, X, y=None):
@@ -450,6 +456,7 @@ class BaseRecommender(BaseEstimator):
             zeros elsewhere.
         """
         check_is_fitted(self)
+        X = as_input(X)
         with self._module().scoring():
             if is_table(X):
                 return self._predict_table(X)
@@ -551,7 +558,7 @@ class BaseRecommender(BaseEstimator):
         module = self._module()
         with module.scoring():
             cand = self._candidates(items, self._device())
-            reprs, seen = self._user_reprs_for(users)
+            reprs, seen = self._user_reprs_for(as_input(users))
             n_cand = len(self._item_index) if cand is None else len(cand)
             top, top_scores = self._top_k(reprs, seen if exclude_seen else None, cand, min(k, n_cand))
         return self._item_index.inverse_transform(top), top_scores
@@ -642,6 +649,7 @@ class BaseRecommender(BaseEstimator):
         score : float
         """
         check_is_fitted(self)
+        X = as_input(X)
         if getattr(self, "loss", None) != "mse":
             return ranking_score(self, X, y)
         if is_table(X):

@@ -282,10 +282,11 @@ class Popularity(_BaselineRecommender):
 
     _parameter_constraints = {
         **_BaselineRecommender._parameter_constraints,
+        # timedeltas first: np.timedelta64 also passes as a numbers.Real
         "half_life": [
-            Interval(numbers.Real, 0, None, closed="neither"),
             datetime.timedelta,
             np.timedelta64,
+            Interval(numbers.Real, 0, None, closed="neither"),
             None,
         ],
         "time_col": [str, numbers.Integral, None],
@@ -691,9 +692,11 @@ def _check_memory(n_items, itemsize, device, max_memory):
     with CUDA the Gram matrix and ``coef_`` also live on the host.
     """
     square = float(n_items) ** 2 * itemsize
-    needs = [(device, 2 * square + _ITEM_BLOCK * 16)]
+    # the Gram matrix is built in blocks of at most _ITEM_BLOCK floats
+    workspace = 4 * min(float(n_items) ** 2, _ITEM_BLOCK) * itemsize
+    needs = [(device, 2 * square + workspace)]
     if device.type == "cuda":
-        needs.append((torch.device("cpu"), square + _ITEM_BLOCK * 16))
+        needs.append((torch.device("cpu"), square + workspace))
     for dev, need in needs:
         if max_memory is not None:
             limit, source = float(max_memory), f"max_memory={max_memory!r} allows"

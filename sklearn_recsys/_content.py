@@ -11,12 +11,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ._input import check_ids
+from ._input import as_id_array, check_ids
 
 __all__ = ["ItemContent"]
 
 # Elements checked for NaN/inf at once when validating float images.
 _CHECK_BLOCK = 2**24
+# Largest vocabulary of the text tower (its embedding has one row per id).
+_MAX_TOKENS = 2**22
 
 
 def _readonly(array):
@@ -27,7 +29,7 @@ def _readonly(array):
 
 
 def _check_item_ids(item_ids):
-    ids = np.asarray(item_ids)
+    ids = as_id_array(item_ids, "item_ids")
     if ids.ndim != 1:
         raise ValueError(
             f"item_ids must be a 1-D array-like of item ids, got shape {ids.shape}."
@@ -79,12 +81,15 @@ def _check_images(images, ids):
         per_item = int(np.prod(images.shape[1:]))
         block = max(1, _CHECK_BLOCK // per_item)
         for s in range(0, len(images), block):
-            finite = np.isfinite(images[s : s + block]).reshape(-1, per_item).all(1)
+            # images are used in float32: values beyond its range overflow
+            with np.errstate(over="ignore"):
+                part = images[s : s + block].astype(np.float32, copy=False)
+            finite = np.isfinite(part).reshape(-1, per_item).all(1)
             if not finite.all():
                 bad = ids[s : s + block][~finite][:10].tolist()
                 raise ValueError(
-                    f"images contains NaN or infinity (items {bad}); impute or "
-                    "drop these images."
+                    f"images contains NaN or infinity, or values beyond float32's "
+                    f"range (items {bad}); impute, rescale or drop these images."
                 )
     return images
 
@@ -98,6 +103,13 @@ def _check_texts(texts, ids):
     )
     if texts.size and texts.min() < 0:
         raise ValueError("texts contains negative token ids; ids must be >= 0.")
+    if texts.size and texts.max() >= _MAX_TOKENS:
+        raise ValueError(
+            f"texts holds token ids up to {texts.max()}, but the text tower's "
+            f"vocabulary is sized by the largest id (at most {_MAX_TOKENS}): map "
+            "the tokens to consecutive integers first (e.g. with "
+            "sklearn.preprocessing.LabelEncoder), keeping 0 for padding."
+        )
     return texts
 
 

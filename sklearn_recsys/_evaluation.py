@@ -13,6 +13,7 @@ import scipy.sparse as sp
 from sklearn.pipeline import Pipeline
 from sklearn.utils import check_random_state
 
+from ._input import as_input
 from ._ranking import _per_user_metric_from_topk
 
 __all__ = ["ranking_score", "split_rows"]
@@ -68,9 +69,11 @@ def _table_relevance(estimator, X, y, relevance_threshold, exclude_seen):
     if exclude_seen:
         u_idx = estimator._user_index.transform(users)
         i_idx = estimator._item_index.transform(items)
-        known = (u_idx >= 0) & (i_idx >= 0)
+        known = np.flatnonzero((u_idx >= 0) & (i_idx >= 0))
         seen = np.zeros(len(users), dtype=bool)
-        seen[known] = estimator._seen[u_idx[known], i_idx[known]] > 0
+        if len(known):
+            pairs = estimator._seen[u_idx[known], i_idx[known]]
+            seen[known] = np.asarray(pairs).ravel() > 0
         users, items = users[~seen], items[~seen]
     return users, items
 
@@ -90,7 +93,9 @@ def ranking_score(
 
     See :func:`~sklearn_recsys.metrics.make_ranking_scorer` for the
     protocol. A :class:`~sklearn.pipeline.Pipeline` is scored through its
-    final recommender, on ``X`` transformed by the preceding steps.
+    final recommender, on ``X`` transformed by the preceding steps. A fold
+    with nothing to rank (no relevant interaction left) scores NaN, without
+    a warning.
     """
     if isinstance(estimator, Pipeline):
         if len(estimator) > 1:
@@ -101,24 +106,26 @@ def ranking_score(
             "A ranking scorer needs a recommender with a recommend method (or a "
             f"Pipeline ending in one); got {type(estimator).__name__}."
         )
+    X = as_input(X)
     if isinstance(X, pd.DataFrame):
-        topk, rel = _table_ranking(
-            estimator, X, y, k, exclude_seen, relevance_threshold
-        )
+        ranked = _table_ranking(estimator, X, y, k, exclude_seen, relevance_threshold)
     else:
-        topk, rel = _matrix_ranking(
+        ranked = _matrix_ranking(
             estimator, X, k, exclude_seen, holdout_fraction, relevance_threshold,
             random_state,
         )
-    values = _per_user_metric_from_topk(metric, topk, rel, k)
-    return float(np.nanmean(values))
+    if ranked is None:
+        return float("nan")
+    values = _per_user_metric_from_topk(metric, *ranked, k)
+    values = values[~np.isnan(values)]
+    return float(values.mean()) if len(values) else float("nan")
 
 
 def _table_ranking(estimator, X, y, k, exclude_seen, relevance_threshold):
     """Top-k lists (as codes, -1 = none) and relevance of a test table."""
     users, items = _table_relevance(estimator, X, y, relevance_threshold, exclude_seen)
     if len(users) == 0:
-        raise ValueError("The test fold has no relevant interaction to rank.")
+        return None
     user_codes, user_labels = pd.factorize(users)
     rec_ids, rec_scores = estimator.recommend(user_labels, k=k, exclude_seen=exclude_seen)
     codes, uniques = pd.factorize(np.concatenate([items, rec_ids.ravel()]))
@@ -138,10 +145,7 @@ def _matrix_ranking(
         held_out.eliminate_zeros()
     rows = np.flatnonzero(np.diff(held_out.indptr) > 0)
     if len(rows) == 0:
-        raise ValueError(
-            "No test row has two or more stored entries to split into a "
-            "fold-in history and held-out items."
-        )
+        return None
     rec_ids, rec_scores = estimator.recommend(fold_in[rows], k=k, exclude_seen=exclude_seen)
     # raw item ids back to column positions (ids of a table-fitted model
     # need not be 0..n_items-1)

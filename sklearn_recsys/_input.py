@@ -120,6 +120,31 @@ def is_table(X):
     return isinstance(X, pd.DataFrame)
 
 
+def as_input(X):
+    """``X``, with any eager dataframe converted to a pandas interaction table.
+
+    polars, pyarrow and the other dataframes :mod:`narwhals` knows are read
+    through it; a lazy frame, or another object with columns that cannot be
+    converted, raises a TypeError instead of being read as a matrix.
+    """
+    if isinstance(X, pd.DataFrame):
+        return X
+    import narwhals as nw
+
+    if nw.dependencies.is_into_dataframe(X):
+        return nw.from_native(X, eager_only=True).to_pandas()
+    if nw.dependencies.is_into_lazyframe(X) or (
+        hasattr(type(X), "columns") and not (sp.issparse(X) or isinstance(X, np.ndarray))
+    ):
+        raise TypeError(
+            f"Got a {type(X).__module__}.{type(X).__name__} with columns, which is "
+            "not an eager dataframe this package can read: pass a pandas (or "
+            "polars/pyarrow) DataFrame as the interaction table, e.g. collect a "
+            "lazy frame first (.collect() / .to_pandas())."
+        )
+    return X
+
+
 def as_id_array(values, name="ids"):
     """A 1-D array of raw ids, converting Python sequences without stringifying.
 
@@ -249,14 +274,25 @@ def check_targets(y, n_samples, *, estimator_name="estimator"):
     return y.astype(np.float32)
 
 
-def _id_column(X, col, param):
+def _column(X, col, param):
+    """The column ``col`` of a table (a Series), named by ``param`` in errors."""
     if col not in X.columns:
         raise ValueError(
             f"The interaction table has no column {col!r} (columns: "
             f"{list(X.columns)}). Set {param}= to the name of the column that "
             "holds the ids."
         )
-    return check_ids(X[col].to_numpy(), f"Column {col!r}")
+    column = X[col]
+    if isinstance(column, pd.DataFrame):
+        raise ValueError(
+            f"The interaction table has {column.shape[1]} columns named {col!r} "
+            f"({param}); rename or drop the duplicates."
+        )
+    return column
+
+
+def _id_column(X, col, param):
+    return check_ids(_column(X, col, param).to_numpy(), f"Column {col!r}")
 
 
 def table_to_interactions(
@@ -278,7 +314,9 @@ def table_to_interactions(
     y = check_targets(y, X.shape[0])
     times, is_datetime = None, False
     if time_col is not None and time_col in X.columns:
-        times, is_datetime = check_times(X[time_col], f"Column {time_col!r}")
+        times, is_datetime = check_times(
+            _column(X, time_col, "time_col"), f"Column {time_col!r}"
+        )
     if user_index is None:
         user_index, users = IdIndex.from_values(users_raw)
         item_index, items = IdIndex.from_values(items_raw)
@@ -311,9 +349,14 @@ def interactions_to_csr(users, items, values, shape):
 
 
 def seen_matrix(users, items, shape):
-    """Binary CSR of the (user, item) pairs that occurred (duplicates once)."""
-    seen = interactions_to_csr(users, items, None, shape)
-    seen.data[:] = 1.0
+    """Boolean CSR of the (user, item) pairs that occurred (duplicates once).
+
+    Booleans and 32-bit indices where they fit: the fitted state keeps it.
+    """
+    seen = interactions_to_csr(users, items, None, shape).astype(bool)
+    if seen.nnz < 2**31 and max(shape) < 2**31:
+        seen.indices = seen.indices.astype(np.int32, copy=False)
+        seen.indptr = seen.indptr.astype(np.int32, copy=False)
     return seen
 
 

@@ -41,7 +41,7 @@ from ._objectives import (
     positive_keys,
 )
 from ._sequence_data import left_padded, order_histories, ordered, training_sequences
-from ._training import RecommenderNet, TensorDataset, TrainingData, seeded
+from ._training import RecommenderNet, TensorDataset, TrainingData, init_generator
 from .nn import LinearItemScorer
 
 
@@ -118,8 +118,25 @@ class NeuralRecommender(BaseRecommender):
             )
         return True
 
+    def _check_callbacks(self, training):
+        """A callback monitoring validation scores needs validation data."""
+        if training.valid is not None:
+            return
+        for callback in self.callbacks or []:
+            callback = callback[1] if isinstance(callback, tuple) else callback
+            monitor = getattr(callback, "monitor", None)
+            if isinstance(monitor, str) and monitor.startswith("valid"):
+                raise ValueError(
+                    f"callbacks holds a {type(callback).__name__} monitoring "
+                    f"{monitor!r}, but no validation data is held out: set "
+                    "early_stopping=True (validation_fraction, n_iter_no_change "
+                    "and tol configure it) instead of passing skorch's "
+                    "EarlyStopping, or monitor 'train_loss'."
+                )
+
     def _fit(self, fit):
         training = self._training_data(fit)
+        self._check_callbacks(training)
         if self._continues(fit):
             net = self.net_
             self._refresh_module(net.module_, fit)
@@ -127,15 +144,13 @@ class NeuralRecommender(BaseRecommender):
                 max_epochs=self.max_iter, seed=fit.seed,
                 batch_transform=training.batch_transform,
             )
-            with seeded(fit.seed, fit.device):
-                net.partial_fit(training)
+            net.partial_fit(training)
         else:
-            with seeded(fit.seed, fit.device):
-                module = self._build_module(fit, training)
-            net = self._make_net(module, fit, training)
-            with seeded(fit.seed, fit.device):
-                net.fit(training)
+            module = self._build_module(fit, training)
+            module.reset_parameters(init_generator(fit.seed))
+            net = self._make_net(module, fit, training).fit(training)
         self._after_training(net.module_, fit)
+        net.set_params(batch_transform=None)  # training data: not kept
         history = net.history
         return {
             "net_": net,

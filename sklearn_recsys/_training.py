@@ -11,19 +11,22 @@ matrix factorization (see the benchmarks).
 """
 
 import math
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from skorch import NeuralNet
+
+from .nn._random import current_generator, random_context
 
 __all__ = [
     "RecommenderNet",
     "TensorBatchIterator",
     "TensorDataset",
     "TrainingData",
+    "derived_seed",
+    "init_generator",
     "resolve_device",
-    "seeded",
 ]
 
 
@@ -96,17 +99,25 @@ class TensorBatchIterator:
     batch_transform : callable, default=None
         ``batch_transform(batch, generator) -> batch`` applied to every batch
         dict on the device, e.g. a negative sampler adding ``neg_items``.
+    generator : torch.Generator, default=None
+        Draw from this generator (on the tensors' device) instead of one
+        seeded with ``seed``; it is never re-seeded.
     """
 
-    def __init__(self, dataset, batch_size, shuffle=False, seed=0, batch_transform=None):
+    def __init__(
+        self, dataset, batch_size, shuffle=False, seed=0, batch_transform=None,
+        generator=None,
+    ):
         self.dataset = _as_tensor_dataset(dataset)
         self.batch_size = int(batch_size)
         self.shuffle = shuffle
         self.seed = seed
         self.batch_transform = batch_transform
         device = next(iter(self.dataset.tensors.values())).device
-        self.generator = torch.Generator(device=device)
-        self.generator.manual_seed(int(seed))
+        self._reseed = generator is None
+        if generator is None:
+            generator = torch.Generator(device=device).manual_seed(int(seed))
+        self.generator = generator
         self.device = device
 
     def __len__(self):
@@ -115,11 +126,11 @@ class TensorBatchIterator:
     def __iter__(self):
         n = len(self.dataset)
         tensors, y = self.dataset.tensors, self.dataset.y
+        if not self.shuffle and self._reseed:
+            self.generator.manual_seed(int(self.seed))
+        order = None
         if self.shuffle:
             order = torch.randperm(n, generator=self.generator, device=self.device)
-        else:
-            self.generator.manual_seed(int(self.seed))
-            order = None
         for start in range(0, n, self.batch_size):
             if order is None:
                 idx = slice(start, start + self.batch_size)
@@ -157,24 +168,39 @@ class TrainingData:
     fitted: dict = field(default_factory=dict)
 
 
+class _SameAsModule:
+    """Marker of a pickled ``module`` that is the trained ``module_``."""
+
+    def __reduce__(self):
+        return "_SAME_AS_MODULE_"
+
+
+_SAME_AS_MODULE_ = _SameAsModule()
+
+
 class RecommenderNet(NeuralNet):
     """:class:`skorch.NeuralNet` training on a :class:`TrainingData`.
 
-    Two of skorch's documented extension points are overridden:
+    It extends skorch through its documented extension points:
 
     * :meth:`get_split_datasets` returns the training and validation datasets
       the estimator built (no ``train_split``: skorch's default
       ``ValidSplit(5)`` would hold out users entirely);
-    * :meth:`get_iterator` returns a :class:`TensorBatchIterator` seeded with
-      ``seed`` plus the number of epochs already run, so a ``partial_fit``
-      (warm start) continues with fresh shuffles and negatives.
+    * :meth:`fit_loop` owns the fit's randomness: a :class:`torch.Generator`
+      on the training device, seeded from ``seed`` and the number of epochs
+      already run (so a ``partial_fit``, i.e. a warm start, continues with
+      fresh draws), made current for the modules' dropout
+      (:func:`~sklearn_recsys.nn._random.random_context`) and drawn from by
+      the training iterator for shuffling and negative sampling. torch's
+      global generator is never seeded nor used;
+    * :meth:`get_iterator` returns a :class:`TensorBatchIterator`.
 
     Parameters
     ----------
     module, criterion, *args, **kwargs
         As for :class:`skorch.NeuralNet`.
     seed : int, default=0
-        Seed of the batch iterators' generators.
+        Seed of the fit's generators.
     batch_transform : callable, default=None
         Applied to every batch by the iterators (see :class:`TrainingData`).
     """
@@ -187,15 +213,52 @@ class RecommenderNet(NeuralNet):
         self.seed = seed
         self.batch_transform = batch_transform
 
+    def fit_loop(self, X, y=None, epochs=None, **fit_params):
+        generator = torch.Generator(device=self.device)
+        generator.manual_seed(derived_seed(self.seed, "train", len(self.history)))
+        with random_context(generator):
+            return super().fit_loop(X, y, epochs=epochs, **fit_params)
+
     def get_split_datasets(self, X, y=None, **fit_params):
         return X.train, X.valid
 
+    def __getstate__(self):
+        # ``module`` is the very instance trained as ``module_``: pickle it once
+        state = super().__getstate__()
+        if state.get("module") is getattr(self, "module_", None):
+            state["module"] = _SAME_AS_MODULE_
+        return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if self.module is _SAME_AS_MODULE_:
+            self.module = self.module_
+
     def get_iterator(self, dataset, training=False):
-        seed = self.seed + len(self.history) + (0 if training else 1)
+        generator = current_generator(self.device) if training else None
+        seed = derived_seed(self.seed, "valid", len(self.history))
         return TensorBatchIterator(
             dataset, self.batch_size, shuffle=training, seed=seed,
-            batch_transform=self.batch_transform,
+            batch_transform=self.batch_transform, generator=generator,
         )
+
+
+_PURPOSES = {"init": 0, "train": 1, "valid": 2}
+
+
+def derived_seed(seed, purpose, offset=0):
+    """An independent 31-bit seed for one ``purpose`` of a fit's ``seed``.
+
+    ``offset`` (the epochs already run) separates the streams of successive
+    warm starts.
+    """
+    words = [int(seed), _PURPOSES[purpose], int(offset)]
+    return int(np.random.SeedSequence(words).generate_state(1)[0] >> 1)
+
+
+def init_generator(seed):
+    """The CPU generator a fit initialises its module from."""
+    return torch.Generator().manual_seed(derived_seed(seed, "init"))
 
 
 def resolve_device(device):
@@ -219,12 +282,3 @@ def resolve_device(device):
             "PyTorch build/machine; use device='cpu' or device='auto'."
         )
     return str(dev)
-
-
-@contextmanager
-def seeded(seed, device):
-    """Run the block with torch's global generators seeded, then restore them."""
-    devices = [torch.device(device).index or 0] if device.startswith("cuda") else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        yield

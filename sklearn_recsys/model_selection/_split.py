@@ -28,7 +28,7 @@ from scipy import sparse
 from sklearn.model_selection import BaseCrossValidator
 from sklearn.utils import _safe_indexing, check_consistent_length, check_random_state
 
-from .._input import check_times
+from .._input import as_input, check_times
 
 __all__ = [
     "InteractionKFold",
@@ -259,6 +259,7 @@ class _BaseSplitter(BaseCrossValidator):
             Sorted row positions of the test set.
         """
         n_splits = self.get_n_splits()
+        X = as_input(X)  # polars, pyarrow, ... tables through narwhals
         for test, excluded in self._iter_masks(X, y, groups, n_splits):
             yield _masks_to_indices(test, excluded)
 
@@ -833,10 +834,11 @@ def _train_test_split(X, y, test_size, strategy, random_state, user_col, item_co
         columns["time_col"] = time_col
     if strategy == "temporal":
         columns.pop("user_col")
-    _check_table(X, "train_test_split", columns, matrix_hint=hint)
-    _check_y_groups(X, y, None)
-    train, test = _strategy_indices(X, test_size, strategy, random_state, user_col, time_col)
-    result = [X.iloc[train], X.iloc[test]]
+    table = as_input(X)  # polars, pyarrow, ... tables through narwhals
+    _check_table(table, "train_test_split", columns, matrix_hint=hint)
+    _check_y_groups(table, y, None)
+    train, test = _strategy_indices(table, test_size, strategy, random_state, user_col, time_col)
+    result = [_safe_indexing(X, train), _safe_indexing(X, test)]
     if y is not None:
         result += [_safe_indexing(y, train), _safe_indexing(y, test)]
     return result

@@ -24,8 +24,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ._mf import _embedding, _zero_embedding
+from ._mf import _embedding, init_rows
 from ._protocol import LinearItemScorer, augmented
+from ._random import current_generator, init_parameters, take
 
 __all__ = ["ImageCNN", "TextCNN", "HybridCNN"]
 
@@ -207,12 +208,14 @@ class HybridCNN(LinearItemScorer):
         self.use_item_ids = use_item_ids
         self.n_id_items = n_items if n_id_items is None else n_id_items
         self.id_dropout = id_dropout
-        self.user_factors = _embedding(n_users, n_components, init_std)
-        self.user_bias = _zero_embedding(n_users)
-        self.global_bias = nn.Parameter(torch.tensor(float(global_bias)))
+        self.init_std = init_std
+        self.initial_global_bias = float(global_bias)
+        self.user_factors = _embedding(n_users, n_components)
+        self.user_bias = _embedding(n_users, 1)
+        self.global_bias = nn.Parameter(torch.tensor(self.initial_global_bias))
         if use_item_ids:
-            self.item_factors = _embedding(self.n_id_items, n_components, init_std)
-            self.item_bias = _zero_embedding(self.n_id_items)
+            self.item_factors = _embedding(self.n_id_items, n_components)
+            self.item_bias = _embedding(self.n_id_items, 1)
         n_features = 0
         self.image_tower = self.text_tower = None
         if images is not None:
@@ -242,6 +245,18 @@ class HybridCNN(LinearItemScorer):
             self.content_proj = nn.Linear(n_features, n_components + 1)
         self.set_content(content_index, images, texts)
         self._item_cache = None
+        self.reset_parameters()
+
+    def reset_parameters(self, generator=None):
+        """PyTorch's default layers, id embeddings from N(0, ``init_std``)."""
+        init_parameters(self, generator)
+        init_rows(self.user_factors, self.init_std, generator)
+        init_rows(self.user_bias, 0)
+        if self.use_item_ids:
+            init_rows(self.item_factors, self.init_std, generator)
+            init_rows(self.item_bias, 0)
+        with torch.no_grad():
+            self.global_bias.fill_(self.initial_global_bias)
 
     # -- content ---------------------------------------------------------------
 
@@ -313,7 +328,10 @@ class HybridCNN(LinearItemScorer):
             ids = self._id_rows(items)
             q, d = self.item_factors(ids), self.item_bias(ids)[:, 0]
             if self.training and self.id_dropout > 0 and has is not None:
-                drop = (torch.rand(m, device=items.device) < self.id_dropout) & has
+                noise = torch.rand(
+                    m, generator=current_generator(items.device), device=items.device
+                )
+                drop = (noise < self.id_dropout) & has
                 keep = (~drop).to(q.dtype)
                 q, d = q * keep[:, None], d * keep
             v, b = v + q, b + d
@@ -357,12 +375,12 @@ class HybridCNN(LinearItemScorer):
             q_aug, offset = self._item_cache
             if items is None:
                 return q_aug[: self.n_items], offset[: self.n_items]
-            return q_aug[items], offset[items]
+            return take(q_aug, items), take(offset, items)
         if items is None:
             return self._all_item_linear_terms()
         uniq, inv = torch.unique(items, return_inverse=True)
         q_aug, offset = self._all_terms_of(uniq)
-        return q_aug[inv], offset[inv]
+        return take(q_aug, inv), take(offset, inv)
 
     def _all_terms_of(self, items):
         v, b = self.item_terms(items)
@@ -382,12 +400,12 @@ class HybridCNN(LinearItemScorer):
         )
         uniq, inv = torch.unique(everything, return_inverse=True)
         q_aug, offset = self._all_terms_of(uniq)  # towers run once per unique item
-        pos = (u * q_aug[inv[:n]]).sum(-1) + offset[inv[:n]]
+        pos = (u * take(q_aug, inv[:n])).sum(-1) + take(offset, inv[:n])
         penalty = (u * u).sum(-1) + self._id_penalty(items)
         neg = None
         if neg_items is not None:
             inv_neg = inv[n:].reshape(neg_items.shape)
-            neg = (u[:, None, :] * q_aug[inv_neg]).sum(-1) + offset[inv_neg]
+            neg = (u[:, None, :] * take(q_aug, inv_neg)).sum(-1) + take(offset, inv_neg)
             penalty = penalty + self._id_penalty(neg_items).mean(dim=1)
         return pos, neg, penalty.mean()
 

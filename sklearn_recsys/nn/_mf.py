@@ -15,20 +15,22 @@ import torch
 from torch import nn
 
 from ._protocol import LinearItemScorer, Scorer, augmented
+from ._random import Dropout, init_parameters
 
 
-def _embedding(n, dim, init_std, sparse=False):
-    emb = nn.Embedding(n + 1, dim, padding_idx=n, sparse=sparse)
-    nn.init.normal_(emb.weight, std=init_std)
-    with torch.no_grad():
-        emb.weight[n].zero_()
-    return emb
+def _embedding(n, dim, sparse=False):
+    """A table of ``n`` rows plus a last, zero padding row (unknown ids)."""
+    return nn.Embedding(n + 1, dim, padding_idx=n, sparse=sparse)
 
 
-def _zero_embedding(n, dim=1, sparse=False):
-    emb = nn.Embedding(n + 1, dim, padding_idx=n, sparse=sparse)
-    nn.init.zeros_(emb.weight)
-    return emb
+@torch.no_grad()
+def init_rows(embedding, std, generator=None):
+    """Normal(0, ``std``) rows (zeros for ``std=0``), the padding row zero."""
+    if std:
+        nn.init.normal_(embedding.weight, std=std, generator=generator)
+    else:
+        embedding.weight.zero_()
+    embedding.weight[embedding.padding_idx].zero_()
 
 
 class BiasedMF(LinearItemScorer):
@@ -58,11 +60,23 @@ class BiasedMF(LinearItemScorer):
         super().__init__()
         self.n_users = n_users
         self.n_items = n_items
-        self.user_factors = _embedding(n_users, n_components, init_std, sparse)
-        self.item_factors = _embedding(n_items, n_components, init_std, sparse)
-        self.user_bias = _zero_embedding(n_users, sparse=sparse)
-        self.item_bias = _zero_embedding(n_items, sparse=sparse)
-        self.global_bias = nn.Parameter(torch.tensor(float(global_bias)))
+        self.init_std = init_std
+        self.initial_global_bias = float(global_bias)
+        self.user_factors = _embedding(n_users, n_components, sparse)
+        self.item_factors = _embedding(n_items, n_components, sparse)
+        self.user_bias = _embedding(n_users, 1, sparse)
+        self.item_bias = _embedding(n_items, 1, sparse)
+        self.global_bias = nn.Parameter(torch.tensor(self.initial_global_bias))
+        self.reset_parameters()
+
+    def reset_parameters(self, generator=None):
+        """Factors from N(0, ``init_std``), zero biases, the initial ``mu``."""
+        init_rows(self.user_factors, self.init_std, generator)
+        init_rows(self.item_factors, self.init_std, generator)
+        init_rows(self.user_bias, 0)
+        init_rows(self.item_bias, 0)
+        with torch.no_grad():
+            self.global_bias.fill_(self.initial_global_bias)
 
     def user_representation(self, users):
         return torch.cat([self.user_factors(users), self.user_bias(users)], dim=1)
@@ -147,25 +161,38 @@ class NeuMF(Scorer):
         self.n_users = n_users
         self.n_items = n_items
         self.n_components = n_components
+        self.init_std = init_std
+        self.initial_global_bias = float(global_bias)
         d = n_components
-        self.user_gmf = _embedding(n_users, d, init_std, sparse)
-        self.item_gmf = _embedding(n_items, d, init_std, sparse)
-        self.user_mlp = _embedding(n_users, d, init_std, sparse)
-        self.item_mlp = _embedding(n_items, d, init_std, sparse)
-        self.user_bias = _zero_embedding(n_users, sparse=sparse)
-        self.item_bias = _zero_embedding(n_items, sparse=sparse)
-        self.global_bias = nn.Parameter(torch.tensor(float(global_bias)))
+        self.user_gmf = _embedding(n_users, d, sparse)
+        self.item_gmf = _embedding(n_items, d, sparse)
+        self.user_mlp = _embedding(n_users, d, sparse)
+        self.item_mlp = _embedding(n_items, d, sparse)
+        self.user_bias = _embedding(n_users, 1, sparse)
+        self.item_bias = _embedding(n_items, 1, sparse)
+        self.global_bias = nn.Parameter(torch.tensor(self.initial_global_bias))
         sizes = [2 * d, *hidden_layer_sizes]
         # The first layer is split into user and item halves so that scoring
         # all items for a block of users needs one (B, n, h) activation only.
         self.first_user = nn.Linear(d, sizes[1])
         self.first_item = nn.Linear(d, sizes[1], bias=False)
-        layers = [nn.ReLU(), nn.Dropout(dropout)]
+        layers = [nn.ReLU(), Dropout(dropout)]
         for h_in, h_out in zip(sizes[1:-1], sizes[2:]):
-            layers += [nn.Linear(h_in, h_out), nn.ReLU(), nn.Dropout(dropout)]
+            layers += [nn.Linear(h_in, h_out), nn.ReLU(), Dropout(dropout)]
         self.tower = nn.Sequential(*layers)
         self.output = nn.Linear(d + sizes[-1], 1, bias=False)
         self.score_cost = sizes[1]
+        self.reset_parameters()
+
+    def reset_parameters(self, generator=None):
+        """PyTorch's default layers, embeddings from N(0, ``init_std``)."""
+        init_parameters(self, generator)
+        for table in (self.user_gmf, self.item_gmf, self.user_mlp, self.item_mlp):
+            init_rows(table, self.init_std, generator)
+        init_rows(self.user_bias, 0)
+        init_rows(self.item_bias, 0)
+        with torch.no_grad():
+            self.global_bias.fill_(self.initial_global_bias)
 
     def user_representation(self, users):
         return torch.cat(

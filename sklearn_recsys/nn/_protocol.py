@@ -22,6 +22,11 @@ representation.
   every item vector once).
 * ``score_cost`` (class attribute): floats kept per (user, candidate) pair by
   ``score_all``; estimators divide their scoring blocks by it to bound memory.
+* ``reset_parameters(generator=None)``: initialise the parameters from the
+  fit's own :class:`torch.Generator`; training-time randomness (dropout)
+  draws from the generator made current by
+  :func:`~sklearn_recsys.nn._random.random_context`, never from torch's
+  global one (see :mod:`sklearn_recsys.nn._random`).
 
 Training goes through ``forward``, whose signature and output are agreed
 between a module and its estimator's criterion (see the training losses).
@@ -32,6 +37,8 @@ from contextlib import contextmanager
 
 import torch
 from torch import nn
+
+from ._random import init_parameters
 
 __all__ = ["Scorer", "LinearItemScorer"]
 
@@ -60,6 +67,17 @@ class Scorer(nn.Module, metaclass=ABCMeta):
     def item_embeddings(self):
         """Item vectors ``(n_items, d)`` compared by ``similar_items``."""
         raise NotImplementedError(f"{type(self).__name__} has no item embeddings.")
+
+    def reset_parameters(self, generator=None):
+        """(Re-)initialise the parameters, drawing from ``generator``.
+
+        The estimators call it with the fit's own generator right after
+        building the module. The default gives every standard layer
+        PyTorch's default initialisation
+        (:func:`~sklearn_recsys.nn._random.init_parameters`); modules with
+        their own initialisation override it.
+        """
+        init_parameters(self, generator)
 
     @contextmanager
     def scoring(self):

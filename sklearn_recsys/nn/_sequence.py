@@ -37,6 +37,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ._protocol import Scorer
+from ._random import Dropout, init_parameters, take
 
 __all__ = ["LSTMEncoder", "SelfAttentionEncoder"]
 
@@ -50,17 +51,24 @@ class _SequenceEncoder(Scorer):
         self.embedding_dim = embedding_dim
         self.max_len = max_len
         self.tie_weights = tie_weights
+        self.init_std = init_std
         self.item_embedding = nn.Embedding(n_items + 1, embedding_dim, padding_idx=0)
-        nn.init.normal_(self.item_embedding.weight, std=init_std)
+        self.output_embedding = None if tie_weights else nn.Embedding(n_items, embedding_dim)
+        self.output_bias = nn.Parameter(torch.zeros(n_items))
+        self.dropout = Dropout(dropout)
+
+    def reset_parameters(self, generator=None):
+        """PyTorch's default layers, item embeddings from N(0, ``init_std``).
+
+        Subclasses initialise their own embeddings after this (in order).
+        """
+        init_parameters(self, generator)
+        tables = [self.item_embedding, self.output_embedding]
+        for table in (t for t in tables if t is not None):
+            nn.init.normal_(table.weight, std=self.init_std, generator=generator)
         with torch.no_grad():
             self.item_embedding.weight[0].zero_()
-        if tie_weights:
-            self.output_embedding = None
-        else:
-            self.output_embedding = nn.Embedding(n_items, embedding_dim)
-            nn.init.normal_(self.output_embedding.weight, std=init_std)
-        self.output_bias = nn.Parameter(torch.zeros(n_items))
-        self.dropout = nn.Dropout(dropout)
+            self.output_bias.zero_()
 
     # -- protocol ------------------------------------------------------------
 
@@ -86,11 +94,12 @@ class _SequenceEncoder(Scorer):
     def score_all(self, user_repr, items=None):
         weight, bias = self.item_embeddings(), self.output_bias
         if items is not None:
-            weight, bias = weight[items], bias[items]
+            weight, bias = take(weight, items), take(bias, items)
         return torch.addmm(bias[None, :], user_repr, weight.T)
 
     def score_pairs(self, user_repr, items):
-        return (user_repr * self.item_embeddings()[items]).sum(-1) + self.output_bias[items]
+        weight, bias = self.item_embeddings(), self.output_bias
+        return (user_repr * take(weight, items)).sum(-1) + take(bias, items)
 
     def forward(self, seqs, targets, neg_items=None):
         states = self.sequence_states(seqs)
@@ -102,7 +111,7 @@ class _SequenceEncoder(Scorer):
         pos = self.score_pairs(h, labels)
         neg = neg_items[mask]
         weight = self.item_embeddings()
-        neg_scores = torch.einsum("nd,nkd->nk", h, weight[neg]) + self.output_bias[neg]
+        neg_scores = torch.einsum("nd,nkd->nk", h, take(weight, neg)) + take(self.output_bias, neg)
         return torch.cat([pos[:, None], neg_scores], dim=1), None
 
 
@@ -134,13 +143,13 @@ class LSTMEncoder(_SequenceEncoder):
         tie_weights=True, init_std=0.2,
     ):
         super().__init__(n_items, embedding_dim, max_len, dropout, tie_weights, init_std)
-        self.lstm = nn.LSTM(
-            embedding_dim,
-            embedding_dim,
-            num_layers=n_layers,
-            batch_first=True,
-            dropout=dropout if n_layers > 1 else 0.0,
+        # One LSTM per layer, with this package's dropout between them (the
+        # dropout of a multi-layer nn.LSTM draws from the global generator).
+        self.lstm = nn.ModuleList(
+            nn.LSTM(embedding_dim, embedding_dim, batch_first=True)
+            for _ in range(n_layers)
         )
+        self.reset_parameters()
 
     def sequence_states(self, seqs):
         batch, length = seqs.shape
@@ -154,8 +163,9 @@ class LSTMEncoder(_SequenceEncoder):
         shift = length - lengths
         steps = torch.arange(length, device=seqs.device)
         to_right = (steps[None, :] + shift[:, None]) % length
-        x = x.gather(1, to_right[..., None].expand(-1, -1, dim))
-        out, _ = self.lstm(x)
+        out = x.gather(1, to_right[..., None].expand(-1, -1, dim))
+        for i, layer in enumerate(self.lstm):
+            out, _ = layer(self.dropout(out) if i else out)
         to_left = (steps[None, :] - shift[:, None]) % length
         out = out.gather(1, to_left[..., None].expand(-1, -1, dim))
         return self.dropout(out) * real[..., None]
@@ -174,7 +184,7 @@ class _AttentionBlock(nn.Module):
         self.feed_forward = nn.Sequential(
             nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, dim)
         )
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x, attn_mask):
         batch, length, dim = x.shape
@@ -231,11 +241,16 @@ class SelfAttentionEncoder(_SequenceEncoder):
             )
         super().__init__(n_items, embedding_dim, max_len, dropout, tie_weights, init_std)
         self.position_embedding = nn.Embedding(max_len, embedding_dim)
-        nn.init.normal_(self.position_embedding.weight, std=init_std)
         self.blocks = nn.ModuleList(
             _AttentionBlock(embedding_dim, n_heads, dropout) for _ in range(n_blocks)
         )
         self.final_norm = nn.LayerNorm(embedding_dim)
+        self.reset_parameters()
+
+    def reset_parameters(self, generator=None):
+        """As the base, then positional embeddings from N(0, ``init_std``)."""
+        super().reset_parameters(generator)
+        nn.init.normal_(self.position_embedding.weight, std=self.init_std, generator=generator)
 
     def sequence_states(self, seqs):
         batch, length = seqs.shape
