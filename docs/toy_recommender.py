@@ -34,8 +34,14 @@ class DotScorer(LinearItemScorer):
         self.n_items = n_items
         self.users = nn.Embedding(n_users + 1, n_components, padding_idx=n_users)
         self.items = nn.Embedding(n_items + 1, n_components, padding_idx=n_items)
+        self.reset_parameters()
+
+    def reset_parameters(self, generator=None):
+        """N(0, 0.1) vectors from the fit's generator, zero fallback rows."""
         for table in (self.users, self.items):
-            nn.init.normal_(table.weight[:-1], std=0.1)
+            nn.init.normal_(table.weight, std=0.1, generator=generator)
+            with torch.no_grad():
+                table.weight[-1].zero_()
 
     def user_representation(self, users):
         p = self.users(users)

@@ -160,8 +160,8 @@ def as_id_array(values, name="ids"):
     for i, v in enumerate(values):
         if isinstance(v, (list, tuple, np.ndarray, pd.Series)):
             raise ValueError(
-                f"{name} must be a flat sequence of ids; position {i} holds a "
-                f"{type(v).__name__}."
+                f"{name} must be a flat sequence (1-D) of ids; position {i} holds "
+                f"a {type(v).__name__}."
             )
         arr[i] = v
     kind = pd.api.types.infer_dtype(arr, skipna=False)
@@ -194,7 +194,7 @@ def check_ids(values, name):
     values = as_id_array(values, name)
     if values.ndim != 1:
         raise ValueError(
-            f"{name} must be a flat sequence of ids, got an array of shape "
+            f"{name} must be a flat sequence (1-D) of ids, got an array of shape "
             f"{values.shape}."
         )
     missing = pd.isna(values) if len(values) else np.zeros(0, dtype=bool)

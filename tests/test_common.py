@@ -116,10 +116,12 @@ def _recommenders():
             loss="bpr", n_components=4, max_iter=30, batch_size=32,
             learning_rate_init=0.01, alpha=1e-4, random_state=0,
         ),
+        # alpha: NeuMF's fold-in of new users needs the stronger penalty to
+        # be stable across seeds (known answer >= 0.75 for seeds 0-5)
         MatrixFactorization(
             loss="bpr", architecture="neumf", n_components=4,
             hidden_layer_sizes=(8,), max_iter=40, batch_size=32,
-            learning_rate_init=0.02, alpha=1e-3, random_state=0,
+            learning_rate_init=0.02, alpha=1e-2, random_state=0,
         ),
         ItemKNN(n_neighbors=10),
         EASE(l2_reg=10.0),
