@@ -66,7 +66,8 @@ class DotProductRecommender(PairRecommender):
     """Dot-product matrix factorization: the estimator, hooks only.
 
     Parameters are those of :class:`~sklearn_recsys.MatrixFactorization`
-    with the same meaning (a subset of them).
+    with the same meaning (a subset of them), skorch's ``**kwargs``
+    included.
 
     Examples
     --------
@@ -90,7 +91,7 @@ class DotProductRecommender(PairRecommender):
         early_stopping=False, validation_fraction=0.1, n_iter_no_change=5,
         tol=1e-4, warm_start=False, handle_unknown="fallback", user_col="user",
         item_col="item", device="cpu", callbacks=None, verbose=0,
-        random_state=None,
+        random_state=None, **kwargs,
     ):
         self.n_components = n_components
         self.loss = loss
@@ -111,6 +112,9 @@ class DotProductRecommender(PairRecommender):
         self.callbacks = callbacks
         self.verbose = verbose
         self.random_state = random_state
+        self._store_net_params(kwargs)  # skorch's own: lr, module__*, ...
 
     def _build_module(self, fit, training):
-        return DotScorer(fit.n_users, fit.n_items, self.n_components)
+        return DotScorer(**self._module_kwargs(
+            n_users=fit.n_users, n_items=fit.n_items, n_components=self.n_components
+        ))

@@ -16,10 +16,21 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import torch
-from sklearn.base import BaseEstimator, _fit_context
+from sklearn.base import (
+    BaseEstimator,
+    ClassNamePrefixFeaturesOutMixin,
+    TransformerMixin,
+    _fit_context,
+)
 from sklearn.utils import TransformerTags, check_random_state
 from sklearn.utils._param_validation import StrOptions
-from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+from sklearn.utils._set_output import _get_output_config
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    check_array,
+    check_is_fitted,
+    validate_data,
+)
 
 from ._evaluation import ranking_score, split_rows
 from ._input import (
@@ -88,7 +99,7 @@ class FitData:
         return seen_matrix(self.data.users, self.data.items, (self.n_users, self.n_items))
 
 
-class BaseRecommender(BaseEstimator):
+class BaseRecommender(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Shared plumbing for the recommenders of this package.
 
     Subclasses provide the fitted state through :meth:`_fit` (the neural
@@ -116,7 +127,7 @@ class BaseRecommender(BaseEstimator):
     # -- the one fit ---------------------------------------------------------
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
+    def fit(self, X, y=None, sample_weight=None):
         """Fit the recommender.
 
         Parameters
@@ -128,6 +139,13 @@ class BaseRecommender(BaseEstimator):
         y : array-like of shape (n_interactions,), default=None
             Targets of an interaction table (ratings, click labels or
             weights, as the model's loss reads them). Ignored for a matrix.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weight of each sample: of each interaction (row) of a
+            table, of each user (row) of a matrix, whose interactions all take
+            it. The neural models weight each interaction's term of the loss;
+            :class:`Popularity` counts weighted interactions; :class:`ItemKNN`
+            and :class:`EASE` weight the interaction values. Routed by
+            scikit-learn's metadata routing (``set_fit_request``).
 
         Returns
         -------
@@ -135,7 +153,13 @@ class BaseRecommender(BaseEstimator):
             The fitted estimator.
         """
         self._check_params()
-        fit = self._validate_fit_input(as_input(X), y)
+        X = as_input(X)
+        fit = self._validate_fit_input(X, y)
+        if sample_weight is not None:
+            weights = _check_sample_weight(
+                sample_weight, X, dtype=np.float64, ensure_non_negative=True
+            ).astype(np.float32)
+            fit.data.weights = weights if fit.convention == "table" else weights[fit.data.users]
         state = {
             "_user_index": fit.user_index,
             "_item_index": fit.item_index,
@@ -404,7 +428,10 @@ class BaseRecommender(BaseEstimator):
         processed independently. What the features are depends on the model
         family: the user factors (factorization and CNN models), the encoder
         state after the last item (sequence models), or the scores of every
-        item (closed-form baselines).
+        item (closed-form baselines). The output follows ``set_output``
+        (``transform="pandas"``: indexed by user, for a table the users in
+        order of first appearance; ``"polars"``), with the columns of
+        :meth:`get_feature_names_out`.
 
         Parameters
         ----------
@@ -415,25 +442,23 @@ class BaseRecommender(BaseEstimator):
 
         Returns
         -------
-        features : ndarray of shape (n_users, n_features)
+        features : ndarray of shape (n_users, n_features) or DataFrame
         """
         check_is_fitted(self)
-        histories, _ = self._histories(as_input(X))
-        return np.asarray(self._user_features(self._fold_in(histories)).cpu().numpy())
+        histories, labels = self._histories(as_input(X))
+        features = self._user_features(self._fold_in(histories)).cpu().numpy()
+        if _get_output_config("transform", self)["dense"] == "pandas":
+            return pd.DataFrame(
+                features, index=pd.Index(labels), columns=self.get_feature_names_out()
+            )
+        return np.asarray(features)
 
-    def fit_transform(self, X, y=None):
-        """Fit, then return the users' features as :meth:`transform` would.
-
-        Parameters
-        ----------
-        X : DataFrame or {array-like, sparse matrix} of shape (n_users, n_items)
-        y : array-like of shape (n_interactions,), default=None
-
-        Returns
-        -------
-        features : ndarray of shape (n_users, n_features)
-        """
-        return self.fit(X, y).transform(X)
+    @property
+    def _n_features_out(self):
+        """Number of features :meth:`transform` returns (for feature names)."""
+        check_is_fitted(self)
+        first = self._known_user_repr(np.zeros(1, dtype=np.int64))
+        return int(self._user_features(first).shape[1])
 
     # -- public API ----------------------------------------------------------
 
@@ -626,7 +651,7 @@ class BaseRecommender(BaseEstimator):
             top_s, top = topk(sims, k)
         return self._item_index.inverse_transform(top.cpu().numpy()), top_s.cpu().numpy()
 
-    def score(self, X, y=None):
+    def score(self, X, y=None, sample_weight=None):
         """Default score (greater is better).
 
         * ``loss="mse"`` (ratings): the negative root mean squared error of
@@ -643,6 +668,11 @@ class BaseRecommender(BaseEstimator):
             Test interactions (table) or held-out users (matrix).
         y : array-like of shape (n_interactions,), default=None
             Test ratings of a table (required for ``loss="mse"``).
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weight of each test row (interaction of a table, user of a
+            matrix) in the mean: squared errors are weighted per rating, a
+            user's ranking metric by its row weight (the mean weight of its
+            test interactions, for a table).
 
         Returns
         -------
@@ -650,14 +680,16 @@ class BaseRecommender(BaseEstimator):
         """
         check_is_fitted(self)
         X = as_input(X)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X, ensure_non_negative=True)
         if getattr(self, "loss", None) != "mse":
-            return ranking_score(self, X, y)
+            return ranking_score(self, X, y, sample_weight=sample_weight)
         if is_table(X):
             if y is None:
                 raise ValueError("score needs the test ratings y for loss='mse'.")
             y = check_targets(y, len(X))
             pred = self.predict(X)
-            return -float(np.sqrt(np.mean((pred - y) ** 2)))
+            return -float(np.sqrt(np.average((pred - y) ** 2, weights=sample_weight)))
         H = self._check_matrix(X, reset=False)
         fold_in, held_out = split_rows(H, 0.2, random_state=0)
         if held_out.nnz == 0:
@@ -669,7 +701,8 @@ class BaseRecommender(BaseEstimator):
         with self._module().scoring():
             reprs = self._fold_in(matrix_to_interactions(fold_in))
             pred = self._score_pairs(reprs, coo.col.astype(np.int64), rows=coo.row)
-        return -float(np.sqrt(np.mean((pred - coo.data) ** 2)))
+        weights = None if sample_weight is None else sample_weight[coo.row]
+        return -float(np.sqrt(np.average((pred - coo.data) ** 2, weights=weights)))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

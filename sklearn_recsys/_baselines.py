@@ -71,6 +71,21 @@ class _BaselineRecommender(BaseRecommender):
             X.data[:] = 1.0
         return X.astype(dtype, copy=False)
 
+    @staticmethod
+    def _sample_weighted(X, fit):
+        """``X`` with each entry scaled by the square root of its sample weight.
+
+        The item-item products ``X.T @ X`` then weigh each user's (row's)
+        co-occurrences by its weight, as repeating the row would (an entry of
+        a table takes the mean weight of its interactions).
+        """
+        data = fit.data
+        if data.weights is None:
+            return X
+        mean = interactions_to_csr(data.users, data.items, data.weights, X.shape)
+        mean.data /= interactions_to_csr(data.users, data.items, None, X.shape).data
+        return sp.csr_array(X.multiply(np.sqrt(mean))).astype(X.dtype)
+
     def _module(self):
         return self._scorer
 
@@ -336,6 +351,8 @@ class Popularity(_BaselineRecommender):
         weights = np.ones(len(data.users))
         if not self.implicit and data.values is not None:
             weights = data.values.astype(np.float64)
+        if data.weights is not None:
+            weights = weights * data.weights
         if self.half_life is not None:
             if data.times is None:
                 raise ValueError(
@@ -454,7 +471,8 @@ class ItemKNN(_ItemBasedRecommender):
     def _solve(self, fit):
         """The top-``n_neighbors`` cosine similarities of the items."""
         X = self._interaction_matrix(fit)
-        return {"similarity_": self._cosine_neighbors(X), **self._histories_state(fit, X)}
+        similarity = self._cosine_neighbors(self._sample_weighted(X, fit))
+        return {"similarity_": similarity, **self._histories_state(fit, X)}
 
     def _cosine_neighbors(self, X):
         """``S`` with the top-``n_neighbors`` entries of each column kept.
@@ -624,7 +642,7 @@ class EASE(_ItemBasedRecommender):
         X = self._interaction_matrix(fit, dtype)
         n_items = X.shape[1]
         _check_memory(n_items, dtype.itemsize, torch.device(fit.device), self.max_memory)
-        gram = torch.from_numpy(_gram(X)).to(fit.device)
+        gram = torch.from_numpy(_gram(self._sample_weighted(X, fit))).to(fit.device)
         gram.diagonal().add_(self.l2_reg)
         chol, info = torch.linalg.cholesky_ex(gram)
         del gram

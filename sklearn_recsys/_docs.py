@@ -60,6 +60,17 @@ _NEURAL_RUNTIME = """\
         negative sampling, dropout and the validation split. Two fits with
         the same integer seed give the same model on CPU."""
 
+_NET_PARAMS = """\
+    **kwargs : dict
+        skorch's own parameters, written as a skorch user writes them and
+        routed to the net as skorch documents: ``lr`` and ``max_epochs``
+        (skorch's names of ``learning_rate_init`` and ``max_iter``; they win
+        when given), ``optimizer`` (a class), and ``module__*`` (arguments of
+        the network), ``optimizer__*``, ``criterion__*``,
+        ``iterator_train__*``/``iterator_valid__*`` (``batch_size``,
+        ``shuffle``) and ``callbacks__*``. They are parameters like the
+        others: in ``get_params``, settable in grids, kept by ``clone``."""
+
 _NEURAL_ATTRIBUTES = """\
     loss_curve_ : list of float
         Training loss per epoch.
@@ -81,7 +92,7 @@ DOCS = {
     "early_stopping_sequences": _EARLY_STOPPING_SEQUENCES + "\n" + _PATIENCE,
     "id_columns": _ID_COLUMNS,
     "time_column": _TIME_COLUMN,
-    "neural_runtime": _NEURAL_RUNTIME,
+    "neural_runtime": _NEURAL_RUNTIME + "\n" + _NET_PARAMS,
     "neural_attributes": _NEURAL_ATTRIBUTES,
     "id_attributes": _ID_ATTRIBUTES,
 }

@@ -64,8 +64,9 @@ def _table_relevance(estimator, X, y, relevance_threshold, exclude_seen):
         if y is None:
             raise ValueError("relevance_threshold needs the test targets y.")
         keep = np.asarray(y, dtype=float) >= relevance_threshold
-    users = X[user_col].to_numpy()[keep]
-    items = X[item_col].to_numpy()[keep]
+    rows = np.flatnonzero(keep)
+    users = X[user_col].to_numpy()[rows]
+    items = X[item_col].to_numpy()[rows]
     if exclude_seen:
         u_idx = estimator._user_index.transform(users)
         i_idx = estimator._item_index.transform(items)
@@ -74,8 +75,8 @@ def _table_relevance(estimator, X, y, relevance_threshold, exclude_seen):
         if len(known):
             pairs = estimator._seen[u_idx[known], i_idx[known]]
             seen[known] = np.asarray(pairs).ravel() > 0
-        users, items = users[~seen], items[~seen]
-    return users, items
+        users, items, rows = users[~seen], items[~seen], rows[~seen]
+    return users, items, rows
 
 
 def _relevance_csr(row_codes, item_codes, shape):
@@ -87,7 +88,7 @@ def _relevance_csr(row_codes, item_codes, shape):
 
 def ranking_score(
     estimator, X, y=None, *, metric="ndcg", k=10, exclude_seen=True,
-    holdout_fraction=0.2, relevance_threshold=None, random_state=0,
+    holdout_fraction=0.2, relevance_threshold=None, random_state=0, sample_weight=None,
 ):
     """Mean per-user ranking metric of ``estimator`` on a test fold.
 
@@ -95,7 +96,9 @@ def ranking_score(
     protocol. A :class:`~sklearn.pipeline.Pipeline` is scored through its
     final recommender, on ``X`` transformed by the preceding steps. A fold
     with nothing to rank (no relevant interaction left) scores NaN, without
-    a warning.
+    a warning. ``sample_weight`` (one per row of ``X``) weights the users'
+    metrics: a table row's weight goes to its user (the mean over the
+    user's relevant rows), a matrix row is a user.
     """
     if isinstance(estimator, Pipeline):
         if len(estimator) > 1:
@@ -107,37 +110,50 @@ def ranking_score(
             f"Pipeline ending in one); got {type(estimator).__name__}."
         )
     X = as_input(X)
+    weights = None if sample_weight is None else np.asarray(sample_weight, dtype=float)
     if isinstance(X, pd.DataFrame):
-        ranked = _table_ranking(estimator, X, y, k, exclude_seen, relevance_threshold)
+        ranked = _table_ranking(
+            estimator, X, y, k, exclude_seen, relevance_threshold, weights
+        )
     else:
         ranked = _matrix_ranking(
             estimator, X, k, exclude_seen, holdout_fraction, relevance_threshold,
-            random_state,
+            random_state, weights,
         )
     if ranked is None:
         return float("nan")
-    values = _per_user_metric_from_topk(metric, *ranked, k)
-    values = values[~np.isnan(values)]
-    return float(values.mean()) if len(values) else float("nan")
+    topk, rel, user_weights = ranked
+    values = _per_user_metric_from_topk(metric, topk, rel, k)
+    keep = ~np.isnan(values)
+    if not keep.any():
+        return float("nan")
+    if user_weights is None:
+        return float(values[keep].mean())
+    return float(np.average(values[keep], weights=user_weights[keep]))
 
 
-def _table_ranking(estimator, X, y, k, exclude_seen, relevance_threshold):
-    """Top-k lists (as codes, -1 = none) and relevance of a test table."""
-    users, items = _table_relevance(estimator, X, y, relevance_threshold, exclude_seen)
+def _table_ranking(estimator, X, y, k, exclude_seen, relevance_threshold, weights):
+    """Top-k lists (as codes, -1 = none), relevance and user weights of a table."""
+    users, items, rows = _table_relevance(estimator, X, y, relevance_threshold, exclude_seen)
     if len(users) == 0:
         return None
     user_codes, user_labels = pd.factorize(users)
+    user_weights = None
+    if weights is not None:  # a user's weight: the mean of its rows'
+        total = np.bincount(user_codes, weights=weights[rows], minlength=len(user_labels))
+        user_weights = total / np.bincount(user_codes, minlength=len(user_labels))
     rec_ids, rec_scores = estimator.recommend(user_labels, k=k, exclude_seen=exclude_seen)
     codes, uniques = pd.factorize(np.concatenate([items, rec_ids.ravel()]))
     topk = codes[len(items) :].reshape(rec_ids.shape)
     rel = _relevance_csr(user_codes, codes[: len(items)], (len(user_labels), len(uniques)))
-    return np.where(np.isneginf(rec_scores), -1, topk), rel
+    return np.where(np.isneginf(rec_scores), -1, topk), rel, user_weights
 
 
 def _matrix_ranking(
-    estimator, X, k, exclude_seen, holdout_fraction, relevance_threshold, random_state
+    estimator, X, k, exclude_seen, holdout_fraction, relevance_threshold, random_state,
+    weights,
 ):
-    """Top-k lists (column indices, -1 = none) and held-out relevance of a matrix."""
+    """Top-k lists (column indices, -1 = none), relevance and weights of a matrix."""
     H = estimator._check_matrix(X, reset=False)
     fold_in, held_out = split_rows(H, holdout_fraction, random_state)
     if relevance_threshold is not None:
@@ -150,4 +166,5 @@ def _matrix_ranking(
     # raw item ids back to column positions (ids of a table-fitted model
     # need not be 0..n_items-1)
     topk = estimator._item_index.transform(rec_ids.ravel()).reshape(rec_ids.shape)
-    return np.where(np.isneginf(rec_scores), -1, topk), sp.csr_array(held_out[rows])
+    rel = sp.csr_array(held_out[rows])
+    return np.where(np.isneginf(rec_scores), -1, topk), rel, None if weights is None else weights[rows]

@@ -155,7 +155,7 @@ class MatrixFactorization(PairRecommender):
         batch_size=1024, learning_rate_init=5e-3, solver="auto", init_std=0.1,
         early_stopping=False, validation_fraction=0.1, n_iter_no_change=5, tol=1e-4,
         warm_start=False, handle_unknown="fallback", user_col="user", item_col="item",
-        device="cpu", callbacks=None, verbose=0, random_state=None,
+        device="cpu", callbacks=None, verbose=0, random_state=None, **kwargs,
     ):
         self.n_components = n_components
         self.loss = loss
@@ -180,6 +180,7 @@ class MatrixFactorization(PairRecommender):
         self.callbacks = callbacks
         self.verbose = verbose
         self.random_state = random_state
+        self._store_net_params(kwargs)
 
     def _check_params(self):
         sizes = self.hidden_layer_sizes
@@ -193,16 +194,16 @@ class MatrixFactorization(PairRecommender):
             )
 
     def _build_module(self, fit, training):
-        common = dict(
+        kwargs = dict(
+            n_users=fit.n_users, n_items=fit.n_items, n_components=self.n_components,
             global_bias=self._target_mean(fit), init_std=self.init_std,
             sparse=self._sparse_solver(fit.n_users, fit.n_items),
         )
         if self.architecture == "dot":
-            return BiasedMF(fit.n_users, fit.n_items, self.n_components, **common)
-        return NeuMF(
-            fit.n_users, fit.n_items, self.n_components,
-            hidden_layer_sizes=tuple(self.hidden_layer_sizes), **common,
-        )
+            return BiasedMF(**self._module_kwargs(**kwargs))
+        return NeuMF(**self._module_kwargs(
+            **kwargs, hidden_layer_sizes=tuple(self.hidden_layer_sizes)
+        ))
 
     def _optimizer(self, fit):
         if self._sparse_solver(fit.n_users, fit.n_items):
@@ -423,7 +424,7 @@ class CNNRecommender(PairRecommender):
         learning_rate_init=5e-3, init_std=0.1, early_stopping=False,
         validation_fraction=0.1, n_iter_no_change=5, tol=1e-4, warm_start=False,
         handle_unknown="fallback", user_col="user", item_col="item", device="cpu",
-        callbacks=None, verbose=0, random_state=None,
+        callbacks=None, verbose=0, random_state=None, **kwargs,
     ):
         self.item_content = item_content
         self.n_components = n_components
@@ -454,6 +455,7 @@ class CNNRecommender(PairRecommender):
         self.callbacks = callbacks
         self.verbose = verbose
         self.random_state = random_state
+        self._store_net_params(kwargs)
 
     _unknown_item_hint = (
         " Items with neither interactions nor content are unknown to the model: "
@@ -532,8 +534,8 @@ class CNNRecommender(PairRecommender):
                     f"{fit.item_index.inverse_transform(lacking[:10]).tolist()}. "
                     "Add their content or set use_item_ids=True."
                 )
-        return HybridCNN(
-            fit.n_users, fit.n_items, self.n_components,
+        return HybridCNN(**self._module_kwargs(
+            n_users=fit.n_users, n_items=fit.n_items, n_components=self.n_components,
             content_index=index, images=images, texts=texts,
             conv_channels=tuple(self.conv_channels), kernel_size=self.kernel_size,
             dense_size=self.dense_size, embedding_dim=self.embedding_dim,
@@ -541,7 +543,7 @@ class CNNRecommender(PairRecommender):
             text_kernel_sizes=tuple(self.text_kernel_sizes),
             use_item_ids=self.use_item_ids, id_dropout=self.id_dropout,
             global_bias=self._target_mean(fit), init_std=self.init_std,
-        )
+        ))
 
     def _refresh_module(self, module, fit):
         """A warm start reads the content of ``item_content`` afresh."""

@@ -34,7 +34,9 @@ class Interactions:
     (unit weights). ``times`` are sortable time keys or ``None``;
     ``times_are_datetimes`` tells whether they are nanoseconds of datetimes.
     ``n_rows`` is the number of user rows (rows of a matrix input, users of
-    a table of histories; ``None`` for a fit table).
+    a table of histories; ``None`` for a fit table). ``weights`` are the
+    float32 sample weights of the interactions (``fit``'s ``sample_weight``)
+    or ``None``.
     """
 
     users: np.ndarray
@@ -43,6 +45,7 @@ class Interactions:
     times: np.ndarray | None = None
     n_rows: int | None = None
     times_are_datetimes: bool = False
+    weights: np.ndarray | None = None
 
     def __len__(self):
         return len(self.users)
@@ -55,7 +58,7 @@ class Interactions:
 
         return Interactions(
             self.users[mask], self.items[mask], take(self.values), take(self.times),
-            self.n_rows, self.times_are_datetimes,
+            self.n_rows, self.times_are_datetimes, take(self.weights),
         )
 
     def to_csr(self, n_items):

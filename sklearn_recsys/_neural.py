@@ -49,6 +49,19 @@ def _silent(*args, **kwargs):
     """A picklable sink that prints nothing."""
 
 
+# skorch's own parameters a neural estimator accepts as keyword arguments and
+# routes to its net, as skorch documents them (``NeuralNet(lr=..., module__x=...)``)
+_NET_PARAMS = ("lr", "max_epochs", "optimizer")
+_NET_PREFIXES = (
+    "module__", "optimizer__", "criterion__", "iterator_train__", "iterator_valid__",
+    "callbacks__",
+)
+
+
+def _is_net_param(name):
+    return name in _NET_PARAMS or name.startswith(_NET_PREFIXES)
+
+
 class NeuralRecommender(BaseRecommender):
     """Base of the neural recommenders: one ``fit`` through skorch.
 
@@ -66,7 +79,7 @@ class NeuralRecommender(BaseRecommender):
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
         "learning_rate_init": [Interval(numbers.Real, 0, None, closed="neither")],
         "alpha": [Interval(numbers.Real, 0, None, closed="left")],
-        "early_stopping": ["boolean"],
+        "early_stopping": ["boolean", StrOptions({"auto"})],
         "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither")],
         "n_iter_no_change": [Interval(numbers.Integral, 1, None, closed="left")],
         "tol": [Interval(numbers.Real, 0, None, closed="left")],
@@ -75,8 +88,95 @@ class NeuralRecommender(BaseRecommender):
         "verbose": ["verbose"],
     }
 
+    # "auto" early stopping: on above this many training interactions (the
+    # threshold of scikit-learn's HistGradientBoosting* for its samples)
+    _AUTO_EARLY_STOPPING = 10_000
+
     def _module(self):
         return self.net_.module_
+
+    # -- skorch's parameters -------------------------------------------------
+
+    def _store_net_params(self, params):
+        """Keep extra keyword arguments (``__init__``, ``set_params``).
+
+        As skorch does, any name is kept and checked at ``fit``
+        (:meth:`_net_params`); the accepted ones are skorch's parameters.
+        """
+        for name, value in params.items():
+            setattr(self, name, value)
+
+    def _net_params(self, check=False):
+        """The extra keyword arguments given (skorch's parameters).
+
+        They are the public attributes that are neither declared parameters
+        nor fitted ones (trailing underscore). ``check=True`` raises a
+        TypeError for a name that is not one of skorch's parameters.
+        """
+        declared = set(self._get_param_names())
+        extra = {
+            k: v for k, v in vars(self).items()
+            if not k.startswith("_") and not k.endswith("_") and k not in declared
+        }
+        unknown = sorted(k for k in extra if not _is_net_param(k))
+        if check and unknown:
+            raise TypeError(
+                f"{type(self).__name__} got unexpected keyword argument(s) "
+                f"{unknown}. Besides its own parameters it accepts skorch's "
+                f"{', '.join(_NET_PARAMS)} and parameters prefixed with "
+                f"{', '.join(_NET_PREFIXES)}."
+            )
+        return extra
+
+    def _net_params_for(self, prefix):
+        """The skorch-style parameters ``prefix__*``, without the prefix."""
+        start = len(prefix) + 2
+        return {k[start:]: v for k, v in self._net_params().items() if k.startswith(prefix + "__")}
+
+    def get_params(self, deep=True):
+        """Get parameters, skorch-style ones (``optimizer__*``...) included.
+
+        Parameters
+        ----------
+        deep : bool, default=True
+            As for :meth:`sklearn.base.BaseEstimator.get_params`.
+
+        Returns
+        -------
+        params : dict
+        """
+        return {**super().get_params(deep=deep), **self._net_params()}
+
+    def set_params(self, **params):
+        """Set parameters, skorch-style ones (``optimizer__*``...) included.
+
+        Parameters
+        ----------
+        **params : dict
+            Estimator parameters.
+
+        Returns
+        -------
+        self : object
+        """
+        declared = set(self._get_param_names())
+        extra = {  # skorch's parameters, or other names checked at fit
+            k: params.pop(k) for k in list(params)
+            if k not in declared and (_is_net_param(k) or "__" not in k)
+        }
+        super().set_params(**params)
+        self._store_net_params(extra)
+        return self
+
+    def _module_kwargs(self, **defaults):
+        """Keyword arguments of the module: ``defaults`` and ``module__*``."""
+        return {**defaults, **self._net_params_for("module")}
+
+    def _early_stopping(self, fit):
+        """Whether this fit holds out validation data and stops early."""
+        if self.early_stopping == "auto":
+            return len(fit.data) > self._AUTO_EARLY_STOPPING
+        return self.early_stopping
 
     # -- hooks -------------------------------------------------------------
 
@@ -87,7 +187,10 @@ class NeuralRecommender(BaseRecommender):
         raise NotImplementedError
 
     def _criterion(self, fit):
-        return RecommenderLoss(self.loss, self._resolved_alpha())
+        return RecommenderLoss(**{
+            "loss": self.loss, "alpha": self._resolved_alpha(),
+            **self._net_params_for("criterion"),
+        })
 
     def _optimizer(self, fit):
         return torch.optim.Adam, {}
@@ -135,18 +238,27 @@ class NeuralRecommender(BaseRecommender):
                 )
 
     def _fit(self, fit):
+        self._net_params(check=True)
         training = self._training_data(fit)
         self._check_callbacks(training)
         if self._continues(fit):
             net = self.net_
             self._refresh_module(net.module_, fit)
             net.set_params(
-                max_epochs=self.max_iter, seed=fit.seed,
-                batch_transform=training.batch_transform,
+                max_epochs=self._net_params().get("max_epochs", self.max_iter),
+                seed=fit.seed, batch_transform=training.batch_transform,
             )
             net.partial_fit(training)
         else:
-            module = self._build_module(fit, training)
+            try:
+                module = self._build_module(fit, training)
+            except TypeError as exc:
+                if not self._net_params_for("module"):
+                    raise
+                raise TypeError(
+                    f"module__ parameters {sorted(self._net_params_for('module'))} "
+                    f"do not all fit the network of {type(self).__name__}: {exc}"
+                ) from exc
             module.reset_parameters(init_generator(fit.seed))
             net = self._make_net(module, fit, training).fit(training)
         self._after_training(net.module_, fit)
@@ -165,7 +277,7 @@ class NeuralRecommender(BaseRecommender):
 
     def _make_net(self, module, fit, training):
         callbacks = list(self.callbacks or [])
-        if self.early_stopping:
+        if training.valid is not None:
             callbacks.append(("early_stopping", EarlyStopping(
                 monitor="valid_loss", patience=self.n_iter_no_change,
                 threshold=self.tol, threshold_mode="abs", load_best=True,
@@ -174,12 +286,20 @@ class NeuralRecommender(BaseRecommender):
         if self.verbose:
             callbacks.append(("progress_bar", ProgressBar()))
         optimizer, optimizer_params = self._optimizer(fit)
+        net = self._net_params()
+        optimizer_params = {**optimizer_params, **self._net_params_for("optimizer")}
+        routed = {  # skorch's iterator_*__ and callbacks__ parameters, as given
+            k: v for k, v in net.items()
+            if k.startswith(("iterator_train__", "iterator_valid__", "callbacks__"))
+        }
         return RecommenderNet(
-            module, criterion=self._criterion(fit), optimizer=optimizer,
-            lr=self.learning_rate_init, max_epochs=self.max_iter,
+            module, criterion=self._criterion(fit),
+            optimizer=net.get("optimizer", optimizer),
+            lr=net.get("lr", self.learning_rate_init),
+            max_epochs=net.get("max_epochs", self.max_iter),
             batch_size=self.batch_size, callbacks=callbacks, device=fit.device,
             verbose=self.verbose, seed=fit.seed, batch_transform=training.batch_transform,
-            **{f"optimizer__{k}": v for k, v in optimizer_params.items()},
+            **{f"optimizer__{k}": v for k, v in optimizer_params.items()}, **routed,
         )
 
 
@@ -242,15 +362,25 @@ class PairRecommender(NeuralRecommender):
             values = np.ones(len(data.users), dtype=np.float32)
         users = torch.as_tensor(data.users, device=device)
         items = torch.as_tensor(data.items, device=device)
-        dataset = TensorDataset(
-            {"users": users, "items": items}, torch.as_tensor(values, device=device)
-        )
+        y = torch.as_tensor(values, device=device)
+        if data.weights is not None:  # (target, sample weight) rows
+            y = torch.stack([y, torch.as_tensor(data.weights, device=device)], dim=1)
+        dataset = TensorDataset({"users": users, "items": items}, y)
         valid = None
-        if self.early_stopping:
+        if self._early_stopping(fit):
             train_idx, valid_idx = per_user_split(
                 data.users, self.validation_fraction, seed=fit.seed
             )
-            dataset, valid = dataset.subset(train_idx), dataset.subset(valid_idx)
+            if len(valid_idx):
+                dataset, valid = dataset.subset(train_idx), dataset.subset(valid_idx)
+            elif self.early_stopping is True:
+                raise ValueError(
+                    "early_stopping=True needs validation data, but "
+                    f"validation_fraction={self.validation_fraction} holds out no "
+                    "interaction (each user gives floor(fraction * "
+                    "n_user_interactions)). Increase validation_fraction or "
+                    "disable early stopping."
+                )
         sampler = None
         if self.loss != "mse":
             trained = np.unique(data.items)
@@ -348,12 +478,14 @@ class SequenceRecommender(NeuralRecommender):
 
     # -- fitting hooks -----------------------------------------------------------
 
-    def _validation_users(self, counts, seed):
+    def _validation_users(self, counts, fit):
         """Users whose last item validates (early stopping), sorted."""
-        if not self.early_stopping:
+        if not self._early_stopping(fit):
             return ()
         eligible = np.flatnonzero(counts >= 3)
         n_valid = int(round(self.validation_fraction * len(eligible)))
+        if n_valid == 0 and self.early_stopping == "auto":
+            return ()
         if n_valid == 0:
             raise ValueError(
                 "early_stopping=True validates on the last item of "
@@ -362,13 +494,15 @@ class SequenceRecommender(NeuralRecommender):
                 "on no user. Increase validation_fraction or disable early "
                 "stopping."
             )
-        rng = np.random.RandomState(seed)
+        rng = np.random.RandomState(fit.seed)
         return np.sort(rng.choice(eligible, n_valid, replace=False))
 
     def _training_data(self, fit):
         data, device = fit.data, fit.device
         keys = data.values if fit.convention == "matrix" else data.times
-        flat, indptr = order_histories(data.users, data.items, keys, fit.n_users)
+        flat, indptr, *flat_weights = order_histories(
+            data.users, data.items, keys, fit.n_users, data.weights
+        )
         counts = np.diff(indptr)
         if not (counts >= 2).any():
             raise ValueError(
@@ -377,19 +511,22 @@ class SequenceRecommender(NeuralRecommender):
                 f"has at most one (n_users = {fit.n_users}, n_features = "
                 f"{fit.n_items} items)."
             )
-        users, seqs, targets, n_train = training_sequences(
-            flat, indptr, self.max_len, self._validation_users(counts, fit.seed)
+        users, seqs, targets, n_train, *weights = training_sequences(
+            flat, indptr, self.max_len, self._validation_users(counts, fit), *flat_weights
         )
         targets = torch.as_tensor(targets, device=device)
         # The module reads the targets (to score the non-padded positions
-        # only); skorch needs them as y as well.
+        # only); skorch needs them as y as well, with the sample weights.
+        y = targets
+        if weights:
+            y = torch.stack([targets.float(), torch.as_tensor(weights[0], device=device)], -1)
         dataset = TensorDataset(
             {
                 "users": torch.as_tensor(users, device=device),
                 "seqs": torch.as_tensor(seqs, device=device),
                 "targets": targets,
             },
-            targets,
+            y,
         )
         valid = None
         if n_train < len(dataset):
@@ -406,7 +543,7 @@ class SequenceRecommender(NeuralRecommender):
         return TrainingData(dataset, valid, sampler, fitted)
 
     def _criterion(self, fit):
-        return SequenceLoss(self.loss)
+        return SequenceLoss(**{"loss": self.loss, **self._net_params_for("criterion")})
 
     def _optimizer(self, fit):
         return torch.optim.Adam, {"weight_decay": self.alpha}

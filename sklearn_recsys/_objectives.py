@@ -127,7 +127,8 @@ def per_user_split(users, fraction, seed=0):
     Returns
     -------
     train, valid : ndarray of int64
-        Sorted row indices.
+        Sorted row indices (``valid`` is empty when every user has fewer
+        than ``1 / fraction`` rows).
     """
     users = np.asarray(users)
     rng = np.random.RandomState(seed)
@@ -138,13 +139,6 @@ def per_user_split(users, fraction, seed=0):
     rank = np.arange(len(users)) - np.repeat(starts, counts)
     n_valid = np.floor(fraction * counts).astype(np.int64)
     is_valid = rank < np.repeat(n_valid, counts)
-    if not is_valid.any():
-        raise ValueError(
-            "early_stopping=True needs validation data, but "
-            f"validation_fraction={fraction} holds out no interaction "
-            "(each user gives floor(fraction * n_user_interactions)). "
-            "Increase validation_fraction or disable early stopping."
-        )
     return np.sort(order[~is_valid]), np.sort(order[is_valid])
 
 
@@ -161,7 +155,10 @@ class RecommenderLoss(nn.Module):
     * ``"bpr"``: Bayesian personalised ranking, ``-log sigmoid(pos - neg)``
       weighted by ``y``.
 
-    ``alpha`` weights the module's L2 ``penalty``.
+    ``alpha`` weights the module's L2 ``penalty``, in training mode only: the
+    validation loss (early stopping) is the data term alone. A ``y`` of
+    shape ``(B, 2)`` holds the targets and the sample weights of the rows:
+    the data term is then their weighted mean.
     """
 
     def __init__(self, loss="mse", alpha=0.0):
@@ -171,14 +168,18 @@ class RecommenderLoss(nn.Module):
 
     def forward(self, y_pred, y_true=None):
         pos, neg, penalty = y_pred
+        weight = None
+        if y_true is not None and y_true.ndim == 2:
+            y_true, weight = y_true[:, 0], y_true[:, 1]
         if self.loss == "mse":
-            value = F.mse_loss(pos, y_true)
+            value = (pos - y_true) ** 2
         elif self.loss == "bce":
             value = F.binary_cross_entropy_with_logits(pos, y_true, reduction="none")
-            value = (value + F.softplus(neg).sum(dim=1)).mean()
+            value = value + F.softplus(neg).sum(dim=1)
         else:  # "bpr"
-            value = (-F.logsigmoid(pos[:, None] - neg).mean(dim=1) * y_true).mean()
-        if self.alpha and penalty is not None:
+            value = -F.logsigmoid(pos[:, None] - neg).mean(dim=1) * y_true
+        value = _weighted_mean(value, weight)
+        if self.training and self.alpha and penalty is not None:
             value = value + self.alpha * penalty
         return value
 
@@ -191,6 +192,9 @@ class SequenceLoss(nn.Module):
     * ``"bce"``: binary cross-entropy with logits, the next item labelled 1
       and each sampled negative 0 (summed per position), averaged over the
       non-padded positions.
+
+    A ``y`` of shape ``(B, L, 2)`` holds the targets and the sample weights
+    of the positions: the average is then weighted.
     """
 
     def __init__(self, loss="softmax"):
@@ -201,6 +205,18 @@ class SequenceLoss(nn.Module):
         scores, labels = y_pred
         if scores.shape[0] == 0:  # a batch without any target
             return scores.sum() * 0.0
+        weight = None
+        if y_true is not None and y_true.ndim == 3:  # (targets, sample weights)
+            weight = y_true[..., 1][y_true[..., 0] > 0]
         if self.loss == "softmax":
-            return F.cross_entropy(scores, labels)
-        return (F.softplus(-scores[:, 0]) + F.softplus(scores[:, 1:]).sum(dim=1)).mean()
+            value = F.cross_entropy(scores, labels, reduction="none")
+        else:
+            value = F.softplus(-scores[:, 0]) + F.softplus(scores[:, 1:]).sum(dim=1)
+        return _weighted_mean(value, weight)
+
+
+def _weighted_mean(values, weight=None):
+    """Mean of ``values``, weighted by ``weight`` when given (0 if all weigh 0)."""
+    if weight is None:
+        return values.mean()
+    return (values * weight).sum() / weight.sum().clamp(min=torch.finfo(values.dtype).tiny)

@@ -128,7 +128,7 @@ class LSTMRecommender(SequenceRecommender):
         early_stopping=False, validation_fraction=0.1, n_iter_no_change=5, tol=1e-4,
         warm_start=False, handle_unknown="fallback", user_col="user", item_col="item",
         time_col="timestamp", device="cpu", callbacks=None, verbose=0,
-        random_state=None,
+        random_state=None, **kwargs,
     ):
         self.embedding_dim = embedding_dim
         self.max_len = max_len
@@ -153,15 +153,13 @@ class LSTMRecommender(SequenceRecommender):
         self.callbacks = callbacks
         self.verbose = verbose
         self.random_state = random_state
+        self._store_net_params(kwargs)
 
     def _build_module(self, fit, training):
-        return LSTMEncoder(
-            fit.n_items,
-            embedding_dim=self.embedding_dim,
-            max_len=self.max_len,
-            n_layers=self.n_layers,
-            dropout=self.dropout,
-        )
+        return LSTMEncoder(**self._module_kwargs(
+            n_items=fit.n_items, embedding_dim=self.embedding_dim, max_len=self.max_len,
+            n_layers=self.n_layers, dropout=self.dropout,
+        ))
 
 
 @fill_doc
@@ -279,7 +277,7 @@ class AttentionRecommender(SequenceRecommender):
         learning_rate_init=2e-3, early_stopping=False, validation_fraction=0.1,
         n_iter_no_change=5, tol=1e-4, warm_start=False, handle_unknown="fallback",
         user_col="user", item_col="item", time_col="timestamp", device="cpu",
-        callbacks=None, verbose=0, random_state=None,
+        callbacks=None, verbose=0, random_state=None, **kwargs,
     ):
         self.embedding_dim = embedding_dim
         self.max_len = max_len
@@ -305,6 +303,7 @@ class AttentionRecommender(SequenceRecommender):
         self.callbacks = callbacks
         self.verbose = verbose
         self.random_state = random_state
+        self._store_net_params(kwargs)
 
     def _check_params(self):
         if self.embedding_dim % self.n_heads:
@@ -314,11 +313,7 @@ class AttentionRecommender(SequenceRecommender):
             )
 
     def _build_module(self, fit, training):
-        return SelfAttentionEncoder(
-            fit.n_items,
-            embedding_dim=self.embedding_dim,
-            max_len=self.max_len,
-            n_blocks=self.n_blocks,
-            n_heads=self.n_heads,
-            dropout=self.dropout,
-        )
+        return SelfAttentionEncoder(**self._module_kwargs(
+            n_items=fit.n_items, embedding_dim=self.embedding_dim, max_len=self.max_len,
+            n_blocks=self.n_blocks, n_heads=self.n_heads, dropout=self.dropout,
+        ))

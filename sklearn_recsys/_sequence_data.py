@@ -18,7 +18,7 @@ import pandas as pd
 from ._input import Interactions, check_ids
 
 
-def order_histories(users, items, keys, n_users):
+def order_histories(users, items, keys, n_users, weights=None):
     """Group interactions by user, each user's items in ``keys`` order.
 
     Parameters
@@ -29,6 +29,8 @@ def order_histories(users, items, keys, n_users):
         Sort keys within a user (times, or matrix values); ties keep the
         given order. None keeps the given order.
     n_users : int
+    weights : ndarray of shape (n_interactions,), default=None
+        Per-interaction weights, reordered like the items.
 
     Returns
     -------
@@ -36,6 +38,8 @@ def order_histories(users, items, keys, n_users):
         Items, grouped by user, oldest first.
     indptr : ndarray of shape (n_users + 1,)
         User ``u``'s history is ``flat[indptr[u]:indptr[u + 1]]``.
+    flat_weights : ndarray of shape (n_interactions,)
+        Only when ``weights`` is given: the weights in the order of ``flat``.
     """
     if keys is None:
         order = np.argsort(users, kind="stable")
@@ -43,42 +47,71 @@ def order_histories(users, items, keys, n_users):
         order = np.lexsort((np.arange(len(users)), keys, users))
     counts = np.bincount(users, minlength=n_users)
     indptr = np.r_[0, np.cumsum(counts)].astype(np.int64)
-    return np.asarray(items, dtype=np.int64)[order], indptr
+    flat = np.asarray(items, dtype=np.int64)[order]
+    return (flat, indptr) if weights is None else (flat, indptr, weights[order])
 
 
-def left_padded(flat, starts, ends, max_len):
+def left_padded(flat, starts, ends, max_len, shift=1):
     """Windows ``flat[starts:ends]`` as left-padded rows of shifted items.
 
     Each row keeps the ``max_len`` last items of its window, stored as
-    ``item + 1`` and right-aligned; the rest is the padding index 0.
+    ``item + shift`` and right-aligned; the rest is the padding index 0.
+    (``shift=0`` pads other per-position values, e.g. weights, alike.)
 
     Returns
     -------
     seqs : ndarray of shape (n_rows, max_len)
+        Of ``flat``'s dtype.
     """
     starts, ends = np.asarray(starts), np.asarray(ends)
     lengths = np.clip(np.minimum(ends - starts, max_len), 0, None)
-    out = np.zeros((len(ends), max_len), dtype=np.int64)
+    out = np.zeros((len(ends), max_len), dtype=np.int64 if shift else flat.dtype)
     total = int(lengths.sum())
     if total:
         rows = np.repeat(np.arange(len(ends)), lengths)
         offset = np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths)
         cols = max_len - np.repeat(lengths, lengths) + offset
         src = np.repeat(ends - lengths, lengths) + offset
-        out[rows, cols] = flat[src] + 1
+        out[rows, cols] = flat[src] + shift
     return out
 
 
-def training_sequences(flat, indptr, max_len, valid_users=()):
+def training_windows(starts, ends, max_len):
+    """Windows covering every next-item target of each history once.
+
+    A history ``flat[starts[u]:ends[u]]`` of ``c`` items has ``c - 1``
+    targets (every item but the first); they are cut into windows of at most
+    ``max_len`` targets, the most recent window first, so that training sees
+    every position of long histories at a cost linear in their length.
+
+    Returns
+    -------
+    users, t_start, t_end : ndarrays of shape (n_windows,)
+        The history and the half-open range of target positions of each
+        window; its inputs are the positions ``t_start - 1 .. t_end - 2``.
+    """
+    n_targets = np.maximum(ends - starts - 1, 0)
+    n_windows = -(-n_targets // max_len)
+    users = np.repeat(np.arange(len(starts)), n_windows)
+    rank = np.arange(len(users)) - np.repeat(np.cumsum(n_windows) - n_windows, n_windows)
+    t_end = ends[users] - rank * max_len
+    t_start = np.maximum(starts[users] + 1, t_end - max_len)
+    return users, t_start, t_end
+
+
+def training_sequences(flat, indptr, max_len, valid_users=(), flat_weights=None):
     """Training rows (inputs and next-item targets) of every history.
 
-    A user with ``c >= 2`` interactions gives one row: its history without
-    the last item as input, without the first one as targets (both cut to
-    their ``max_len`` most recent positions). A user of ``valid_users``
-    (``c >= 3`` required) gives its last item to validation instead: its
-    training row stops one item earlier, and a validation row holds the
-    history without the last item as input and the last item as the only
-    target.
+    A user with ``c >= 2`` interactions gives ``ceil((c - 1) / max_len)``
+    rows (:func:`training_windows`): each holds up to ``max_len`` consecutive
+    items as input and the items that follow them as targets. A user of
+    ``valid_users`` (``c >= 3`` required) gives its last item to validation
+    instead: its training rows stop one item earlier, and a validation row
+    holds its ``max_len`` items before the last one as input and the last
+    item as the only target.
+
+    ``flat_weights`` (the interactions' sample weights, in the order of
+    ``flat``) adds the weight of every target, zero at padded positions.
 
     Returns
     -------
@@ -86,18 +119,20 @@ def training_sequences(flat, indptr, max_len, valid_users=()):
         Training rows first, then the validation rows.
     n_train : int
         Number of training rows.
+    weights : ndarray of shape (n_rows, max_len)
+        Only with ``flat_weights``: the weight of each target.
     """
     n_users = len(indptr) - 1
     starts, ends = indptr[:-1].copy(), indptr[1:].copy()
     is_valid = np.zeros(n_users, dtype=bool)
     is_valid[np.asarray(valid_users, dtype=np.int64)] = True
-    train_ends = ends - is_valid
-    train_users = np.flatnonzero(train_ends - starts >= 2)
-    s, e = starts[train_users], train_ends[train_users]
-    seqs = left_padded(flat, s, e - 1, max_len)
-    targets = left_padded(flat, s + 1, e, max_len)
-    users = train_users
-    n_train = len(train_users)
+    users, t_start, t_end = training_windows(starts, ends - is_valid, max_len)
+    seqs = left_padded(flat, t_start - 1, t_end - 1, max_len)
+    targets = left_padded(flat, t_start, t_end, max_len)
+    weights = None
+    if flat_weights is not None:
+        weights = left_padded(flat_weights, t_start, t_end, max_len, shift=0)
+    n_train = len(users)
     valid = np.flatnonzero(is_valid)
     if len(valid):
         s, e = starts[valid], ends[valid]
@@ -107,7 +142,13 @@ def training_sequences(flat, indptr, max_len, valid_users=()):
         users = np.r_[users, valid]
         seqs = np.r_[seqs, v_seqs]
         targets = np.r_[targets, v_targets]
-    return users, seqs, targets, n_train
+        if weights is not None:
+            v_weights = np.zeros(v_seqs.shape, dtype=weights.dtype)
+            v_weights[:, -1] = flat_weights[e - 1]
+            weights = np.r_[weights, v_weights]
+    if weights is None:
+        return users, seqs, targets, n_train
+    return users, seqs, targets, n_train, weights
 
 
 def is_history_list(X):

@@ -235,10 +235,19 @@ class RecommenderNet(NeuralNet):
             self.module = self.module_
 
     def get_iterator(self, dataset, training=False):
+        kwargs = self.get_params_for("iterator_train" if training else "iterator_valid")
+        batch_size = kwargs.pop("batch_size", self.batch_size)
+        shuffle = kwargs.pop("shuffle", training)
+        if kwargs:
+            prefix = "iterator_train__" if training else "iterator_valid__"
+            raise TypeError(
+                f"The batch iterator takes batch_size and shuffle only; got "
+                f"{', '.join(prefix + k for k in sorted(kwargs))}."
+            )
         generator = current_generator(self.device) if training else None
         seed = derived_seed(self.seed, "valid", len(self.history))
         return TensorBatchIterator(
-            dataset, self.batch_size, shuffle=training, seed=seed,
+            dataset, batch_size, shuffle=shuffle, seed=seed,
             batch_transform=self.batch_transform, generator=generator,
         )
 

@@ -9,7 +9,9 @@ itself is ``sklearn_recsys._evaluation.ranking_score``.
 
 import numbers
 
+from sklearn.utils._metadata_requests import MetadataRequest, _MetadataRequester
 from sklearn.utils._param_validation import Interval, StrOptions, validate_params
+from sklearn.utils.metadata_routing import _routing_enabled
 
 from .._evaluation import ranking_score
 from .._ranking import _METRICS
@@ -17,14 +19,42 @@ from .._ranking import _METRICS
 __all__ = ["make_ranking_scorer"]
 
 
-class _RankingScorer:
-    """Callable ``scorer(estimator, X, y=None) -> float`` (greater is better)."""
+class _RankingScorer(_MetadataRequester):
+    """Callable ``scorer(estimator, X, y=None, sample_weight=None) -> float``.
+
+    Greater is better. With scikit-learn's metadata routing enabled,
+    ``set_score_request(sample_weight=True)`` asks a search or
+    ``cross_validate`` to pass the test rows' sample weights to it.
+    """
 
     def __init__(self, **kwargs):
         self._kwargs = kwargs
 
-    def __call__(self, estimator, X, y=None):
-        return ranking_score(estimator, X, y, **self._kwargs)
+    def __call__(self, estimator, X, y=None, sample_weight=None):
+        return ranking_score(estimator, X, y, sample_weight=sample_weight, **self._kwargs)
+
+    def set_score_request(self, *, sample_weight=None):
+        """Request ``sample_weight`` from the routing caller (metadata routing).
+
+        Parameters
+        ----------
+        sample_weight : bool, str or None, default=None
+            ``True`` to request it, ``False`` not to, a string to read it
+            under another name, ``None`` to raise if it is passed.
+
+        Returns
+        -------
+        self : object
+            The scorer.
+        """
+        if not _routing_enabled():
+            raise RuntimeError(
+                "set_score_request is only available when metadata routing is "
+                "enabled: sklearn.set_config(enable_metadata_routing=True)."
+            )
+        self._metadata_request = MetadataRequest(owner=self)
+        self._metadata_request.score.add_request(param="sample_weight", alias=sample_weight)
+        return self
 
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self._kwargs.items())
