@@ -267,7 +267,13 @@ class BaseRecommender(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             ensure_all_finite=True,
         )
         X = check_array(X, **params) if reset else validate_data(self, X, reset=False, **params)
-        X = sp.csr_array(X, dtype=self._matrix_dtype)
+        with np.errstate(over="ignore"):
+            X = sp.csr_array(X, dtype=self._matrix_dtype)
+        if not np.all(np.isfinite(X.data)):
+            raise ValueError(
+                f"X holds values beyond {np.dtype(self._matrix_dtype)}'s range; "
+                "rescale them."
+            )
         if not X.has_canonical_format:
             X = X.copy()
             X.sum_duplicates()
@@ -307,6 +313,16 @@ class BaseRecommender(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         if self._convention != "matrix":
             return check_ids(raw, f"{kind} ids")
         raw = np.asarray(raw)
+        if raw.dtype == object:  # numbers in an object array
+            inferred = pd.api.types.infer_dtype(raw, skipna=False)
+            try:
+                if inferred == "integer":
+                    raw = raw.astype(np.int64)
+                elif inferred in ("floating", "mixed-integer-float"):
+                    raw = raw.astype(np.float64)
+            except OverflowError:  # beyond int64: no row/column has that index
+                if all(v >= 0 for v in raw):
+                    return raw  # unknown indices, handled by handle_unknown
         if raw.dtype.kind == "f" and np.all(np.isfinite(raw)) and np.all(raw == np.round(raw)):
             raw = raw.astype(np.int64)
         if raw.dtype.kind not in "iu" or (raw < 0).any():
@@ -687,8 +703,8 @@ class BaseRecommender(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         if is_table(X):
             if y is None:
                 raise ValueError("score needs the test ratings y for loss='mse'.")
-            y = check_targets(y, len(X))
-            pred = self.predict(X)
+            y = check_targets(y, len(X)).astype(np.float64)
+            pred = self.predict(X).astype(np.float64)
             return -float(np.sqrt(np.average((pred - y) ** 2, weights=sample_weight)))
         H = self._check_matrix(X, reset=False)
         fold_in, held_out = split_rows(H, 0.2, random_state=0)
@@ -702,7 +718,8 @@ class BaseRecommender(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             reprs = self._fold_in(matrix_to_interactions(fold_in))
             pred = self._score_pairs(reprs, coo.col.astype(np.int64), rows=coo.row)
         weights = None if sample_weight is None else sample_weight[coo.row]
-        return -float(np.sqrt(np.average((pred - coo.data) ** 2, weights=weights)))
+        errors = pred.astype(np.float64) - coo.data.astype(np.float64)
+        return -float(np.sqrt(np.average(errors**2, weights=weights)))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -643,6 +643,11 @@ class EASE(_ItemBasedRecommender):
         n_items = X.shape[1]
         _check_memory(n_items, dtype.itemsize, torch.device(fit.device), self.max_memory)
         gram = torch.from_numpy(_gram(self._sample_weighted(X, fit))).to(fit.device)
+        if not bool(torch.isfinite(gram).all()):
+            raise ValueError(
+                f"X.T @ X overflows {self.dtype}: the interaction values are too "
+                "large; rescale them, use implicit=True or dtype='float64'."
+            )
         gram.diagonal().add_(self.l2_reg)
         chol, info = torch.linalg.cholesky_ex(gram)
         del gram

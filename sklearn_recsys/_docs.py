@@ -9,20 +9,23 @@ numpydoc entries indented for a class docstring.
 import re
 
 _EARLY_STOPPING_PAIRS = """\
-    early_stopping : bool, default=False
+    early_stopping : bool or "auto", default=False
         Hold out ``validation_fraction`` of each user's interactions and stop
-        when the validation loss has not improved by ``tol`` for
-        ``n_iter_no_change`` epochs; the best epoch's weights are kept.
+        when the validation loss (without the L2 term) has not improved by
+        ``tol`` for ``n_iter_no_change`` epochs; the best epoch's weights are
+        kept. ``"auto"``: on when the data has more than 10,000
+        interactions (and some validation data can be held out).
     validation_fraction : float, default=0.1
         Fraction of each user's interactions used for validation."""
 
 _EARLY_STOPPING_SEQUENCES = """\
-    early_stopping : bool, default=False
+    early_stopping : bool or "auto", default=False
         Hold out the last item of a random ``validation_fraction`` of the
         users with three or more interactions (their training sequences stop
         one item earlier) and stop when the loss of predicting those items
         has not improved by ``tol`` for ``n_iter_no_change`` epochs; the best
-        epoch's weights are kept.
+        epoch's weights are kept. ``"auto"``: on when the data has more than
+        10,000 interactions (and some user has three).
     validation_fraction : float, default=0.1
         Fraction of the users whose last item validates."""
 

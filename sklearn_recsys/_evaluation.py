@@ -13,7 +13,7 @@ import scipy.sparse as sp
 from sklearn.pipeline import Pipeline
 from sklearn.utils import check_random_state
 
-from ._input import as_input
+from ._input import _column, as_input, check_ids
 from ._ranking import _per_user_metric_from_topk
 
 __all__ = ["ranking_score", "split_rows"]
@@ -53,20 +53,19 @@ def split_rows(H, holdout_fraction, random_state=0):
 
 def _table_relevance(estimator, X, y, relevance_threshold, exclude_seen):
     user_col, item_col = estimator.user_col, estimator.item_col
-    for col, param in ((user_col, "user_col"), (item_col, "item_col")):
-        if col not in X.columns:
-            raise ValueError(
-                f"The test table has no column {col!r} (the estimator's "
-                f"{param}); columns: {list(X.columns)}."
-            )
+    test_users = check_ids(
+        _column(X, user_col, "user_col").to_numpy(), f"Test column {user_col!r}"
+    )
+    test_items = check_ids(
+        _column(X, item_col, "item_col").to_numpy(), f"Test column {item_col!r}"
+    )
     keep = np.ones(len(X), dtype=bool)
     if relevance_threshold is not None:
         if y is None:
             raise ValueError("relevance_threshold needs the test targets y.")
         keep = np.asarray(y, dtype=float) >= relevance_threshold
     rows = np.flatnonzero(keep)
-    users = X[user_col].to_numpy()[rows]
-    items = X[item_col].to_numpy()[rows]
+    users, items = test_users[rows], test_items[rows]
     if exclude_seen:
         u_idx = estimator._user_index.transform(users)
         i_idx = estimator._item_index.transform(items)

@@ -169,7 +169,10 @@ def as_id_array(values, name="ids"):
         arr[i] = v
     kind = pd.api.types.infer_dtype(arr, skipna=False)
     if kind == "integer":
-        return arr.astype(np.int64)
+        try:
+            return arr.astype(np.int64)
+        except OverflowError:  # beyond int64: kept as Python ints
+            return arr
     if kind in ("floating", "mixed-integer-float"):
         return arr.astype(np.float64)
     if kind == "boolean":
@@ -206,16 +209,34 @@ def check_ids(values, name):
             f"{name} contains missing ids (NaN/None), first at position "
             f"{int(np.flatnonzero(missing)[0])}."
         )
+    if values.dtype == object:
+        _check_object_ids(values, name)
     if values.dtype.kind == "b":
         raise TypeError(f"{name} holds booleans, not ids.")
     if values.dtype.kind == "f":
-        if not np.all(np.isfinite(values)) or np.any(values != np.round(values)):
+        bad = values[~np.isfinite(values) | (values != np.round(values))]
+        if len(bad):
             raise ValueError(
-                f"{name} holds non-integer float ids "
-                f"({values[values != np.round(values)][:5].tolist()}); ids must "
+                f"{name} holds non-integer float ids ({bad[:5].tolist()}); ids must "
                 "be integers, strings or other exact hashable values."
             )
     return values
+
+
+def _check_object_ids(values, name):
+    """Booleans and non-integral floats are not ids, in object arrays too."""
+    kind = pd.api.types.infer_dtype(values, skipna=False)
+    if kind in ("string", "bytes", "integer", "decimal", "categorical"):
+        return
+    if any(isinstance(v, (bool, np.bool_)) for v in values):
+        raise TypeError(f"{name} holds booleans, not ids.")
+    floats = np.array([v for v in values if isinstance(v, (float, np.floating))], float)
+    bad = floats[~np.isfinite(floats) | (floats != np.round(floats))]
+    if len(bad):
+        raise ValueError(
+            f"{name} holds non-integer float ids ({bad[:5].tolist()}); ids must be "
+            "integers, strings or other exact hashable values."
+        )
 
 
 def check_times(values, name):
@@ -274,7 +295,11 @@ def check_targets(y, n_samples, *, estimator_name="estimator"):
             ) from exc
     if not np.all(np.isfinite(y)):
         raise ValueError("Input y contains NaN or infinity.")
-    return y.astype(np.float32)
+    with np.errstate(over="ignore"):
+        y32 = y.astype(np.float32)
+    if not np.all(np.isfinite(y32)):
+        raise ValueError("Input y holds values beyond float32's range; rescale it.")
+    return y32
 
 
 def _column(X, col, param):

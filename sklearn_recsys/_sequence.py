@@ -43,8 +43,10 @@ class LSTMRecommender(SequenceRecommender):
     embedding_dim : int, default=64
         Dimension of the item embeddings and of the LSTM states.
     max_len : int, default=50
-        Number of most recent items of a history the model reads; longer
-        histories are truncated (in training and at recommendation time).
+        Number of items the model reads at once: a recommendation reads the
+        ``max_len`` most recent items of a history; training cuts every
+        history into windows of ``max_len`` items, so every position of a
+        long history is trained on (at a cost linear in its length).
     n_layers : int, default=2
         Number of stacked LSTM layers.
     dropout : float, default=0.3
@@ -191,8 +193,11 @@ class AttentionRecommender(SequenceRecommender):
         Model dimension (item and positional embeddings, hidden states);
         divisible by ``n_heads``.
     max_len : int, default=50
-        Number of most recent items of a history the model reads (and of
-        positional embeddings); longer histories are truncated.
+        Number of items the model reads at once (and of positional
+        embeddings): a recommendation reads the ``max_len`` most recent items
+        of a history; training cuts every history into windows of
+        ``max_len`` items, so every position of a long history is trained on
+        (at a cost linear in its length).
     n_blocks : int, default=2
         Number of transformer blocks.
     n_heads : int, default=1
