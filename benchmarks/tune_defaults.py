@@ -54,7 +54,7 @@ CANDIDATES = {
                 lambda alpha=alpha, epochs=epochs, dim=dim: MatrixFactorization(
                     alpha=alpha, max_iter=epochs, n_components=dim, random_state=0)
             )
-            for alpha in (0.07, 0.1, 0.14) for epochs in (30, 60) for dim in (64, 128)
+            for alpha in (0.07, 0.1, 0.14, 0.2, 0.28) for epochs in (30, 60) for dim in (64, 128)
         },
     },
     "topn": {
