@@ -231,6 +231,18 @@ def test_joblib_backends_give_the_sequential_models(table, concurrent_models, ba
     assert all(_same_weights(f, r) for f, r in zip(fits, reference))
 
 
+def test_dask_backend_gives_the_sequential_models(table, concurrent_models):
+    distributed = pytest.importorskip("distributed")
+    reference = [_fit_with_threads(e, table, 1) for e in concurrent_models]
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
+    ) as cluster, distributed.Client(cluster), parallel_backend("dask"):
+        fits = Parallel()(
+            delayed(_fit_with_threads)(e, table, 1) for e in concurrent_models
+        )
+    assert all(_same_weights(f, r) for f, r in zip(fits, reference))
+
+
 def test_a_fit_never_touches_torchs_global_generator_state(table):
     torch.manual_seed(123)
     expected = torch.rand(3)
