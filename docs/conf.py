@@ -24,6 +24,7 @@ command line skips running the examples (fast build).
 import ast
 import json
 import os
+import re
 import shutil
 import sys
 import warnings
@@ -361,6 +362,23 @@ def _skip_metadata_routing(app, what, name, obj, skip, options):
     return None
 
 
+_SKLEARN_REF = re.compile(r":ref:`(?:([^`<]*?)\s*<[^`>]+>|([^`<]+))`")
+
+
+def _plain_sklearn_refs(app, what, name, obj, options, lines):
+    """Offline, render the ``:ref:`` roles of inherited scikit-learn docstrings as text.
+
+    ``set_output`` and friends link to labels of scikit-learn's own user guide,
+    which only resolve with intersphinx.
+    """
+    module = getattr(obj, "__module__", None) or ""
+    if OFFLINE and module.startswith("sklearn."):
+        lines[:] = [
+            _SKLEARN_REF.sub(lambda m: m.group(1) or m.group(2), line) for line in lines
+        ]
+
+
 def setup(app):
     app.connect("builder-inited", _benchmark_pages)
     app.connect("autodoc-skip-member", _skip_metadata_routing)
+    app.connect("autodoc-process-docstring", _plain_sklearn_refs)
