@@ -59,7 +59,7 @@ class DotScorer(LinearItemScorer):
         if neg_items is not None:
             neg = (u[:, None, :] * self.item_linear_terms(neg_items)[0]).sum(-1)
         penalty = (u * u).sum(-1) + (self.items(items) ** 2).sum(-1)
-        return pos, neg, penalty.mean()
+        return pos, neg, penalty
 
 
 class DotProductRecommender(PairRecommender):

@@ -45,8 +45,8 @@ _ID_COLUMNS = """\
         Item id column of an interaction table."""
 
 _TIME_COLUMN = """\
-    time_col : str or None, default="timestamp"
-        Time column of an interaction table (numbers or datetimes, naive,
+    time_col : str, int or None, default="timestamp"
+        Time column (label) of an interaction table (numbers or datetimes, naive,
         tz-aware or Arrow timestamps). When the table has no such column, or
         ``time_col=None``, rows are in order."""
 
@@ -78,7 +78,9 @@ _NEURAL_ATTRIBUTES = """\
     loss_curve_ : list of float
         Training loss per epoch.
     validation_loss_curve_ : list of float or None
-        Validation loss per epoch when ``early_stopping=True``.
+        Validation loss per epoch when the fit held out validation data
+        (``early_stopping=True``, or ``"auto"`` on more than 10,000
+        interactions); None otherwise.
     n_iter_ : int
         Number of epochs run (over all fits when ``warm_start=True``).
     n_features_in_ : int

@@ -12,6 +12,7 @@ import pandas as pd
 import scipy.sparse as sp
 from sklearn.pipeline import Pipeline
 from sklearn.utils import check_random_state
+from sklearn.utils.validation import _check_sample_weight
 
 from ._input import _column, as_input, check_ids
 from ._ranking import _per_user_metric_from_topk
@@ -109,7 +110,9 @@ def ranking_score(
             f"Pipeline ending in one); got {type(estimator).__name__}."
         )
     X = as_input(X)
-    weights = None if sample_weight is None else np.asarray(sample_weight, dtype=float)
+    weights = None if sample_weight is None else _check_sample_weight(
+        sample_weight, X, dtype=np.float64, ensure_non_negative=True
+    )
     if isinstance(X, pd.DataFrame):
         ranked = _table_ranking(
             estimator, X, y, k, exclude_seen, relevance_threshold, weights

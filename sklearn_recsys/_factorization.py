@@ -370,9 +370,9 @@ class CNNRecommender(PairRecommender):
     passes; larger batches (with a larger learning rate) amortise the towers.
     Memory: the content tensors are module buffers (no copy on CPU for
     uint8/float32 C-contiguous arrays), moved to ``device`` for the whole
-    fit; a warm start reads them afresh from ``item_content``. A pickled
-    model stores the content with its module (skorch pickles ``module`` and
-    ``module_`` separately, so twice) besides the ``item_content``
+    fit; a warm start reads them afresh from ``item_content``. They are not
+    in the module's ``state_dict`` (the content is data, not weights); a
+    pickled model stores them with its module, besides the ``item_content``
     parameter.
 
     See Also

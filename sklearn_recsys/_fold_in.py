@@ -57,17 +57,21 @@ def fold_in_ridge(q_aug, offset, H, alpha):
     n, dim = H.shape[0], q_aug.shape[1]
     counts, rows, cols = _row_index(H, device)
     r = torch.as_tensor(H.data, device=device, dtype=torch.float64) - offset[cols]
-    A = torch.zeros(n, dim, dim, dtype=torch.float64, device=device)
-    b = torch.zeros(n, dim, dtype=torch.float64, device=device)
-    chunk = max(1, _BLOCK // (dim * dim))
-    for s in range(0, len(cols), chunk):
-        sl = slice(s, s + chunk)
-        q = q_aug[cols[sl]]
-        A.index_add_(0, rows[sl], q[:, :, None] * q[:, None, :])
-        b.index_add_(0, rows[sl], q * r[sl, None])
-    ridge = alpha * counts.double() + 1e-6
-    A += ridge[:, None, None] * torch.eye(dim, dtype=torch.float64, device=device)
-    return torch.linalg.solve(A, b).float()
+    out = torch.empty(n, dim, dtype=torch.float32, device=device)
+    chunk = max(1, _BLOCK // (dim * dim))  # users, and interactions, at once
+    for start in range(0, n, chunk):
+        stop = min(n, start + chunk)
+        A = torch.zeros(stop - start, dim, dim, dtype=torch.float64, device=device)
+        b = torch.zeros(stop - start, dim, dtype=torch.float64, device=device)
+        for lo in range(int(H.indptr[start]), int(H.indptr[stop]), chunk):
+            hi = min(lo + chunk, int(H.indptr[stop]))
+            q, local = q_aug[cols[lo:hi]], rows[lo:hi] - start
+            A.index_add_(0, local, q[:, :, None] * q[:, None, :])
+            b.index_add_(0, local, q * r[lo:hi, None])
+        ridge = alpha * counts[start:stop].double() + 1e-6
+        A += ridge[:, None, None] * torch.eye(dim, dtype=torch.float64, device=device)
+        out[start:stop] = torch.linalg.solve(A, b).float()
+    return out
 
 
 def _objective(scores, obs, v, loss, negative_weight):
@@ -137,6 +141,8 @@ def fold_in_gradient(
             obs = scores[rows[sel] - s, cols[sel]]
             value = _objective(scores, obs, values[sel], loss, w0[s:e, None] * neg_mask)
             value = value + alpha * (counts[s:e, None] * xs * xs).sum()
-            value.backward()
+            # gradients of the user rows only: the model is never written to
+            (grad,) = torch.autograd.grad(value, x)
+            x.grad = grad if x.grad is None else x.grad + grad
         optimizer.step()
     return x.detach()

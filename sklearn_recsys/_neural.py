@@ -19,8 +19,8 @@ different:
 hooks each family shares; the models themselves only build their network.
 """
 
+import copy
 import numbers
-from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -60,6 +60,14 @@ _NET_PREFIXES = (
 
 def _is_net_param(name):
     return name in _NET_PARAMS or name.startswith(_NET_PREFIXES)
+
+
+def _same_param(a, b):
+    """Whether two parameter values are equal (arrays and objects included)."""
+    try:
+        return bool(np.all(a == b)) if type(a) is type(b) else False
+    except (TypeError, ValueError):
+        return a is b
 
 
 class NeuralRecommender(BaseRecommender):
@@ -207,8 +215,15 @@ class NeuralRecommender(BaseRecommender):
 
     # -- the fit -------------------------------------------------------------
 
+    # Parameters a warm start may change: the rest shape the network or its
+    # objective, which the fitted net keeps.
+    _WARM_START_MUTABLE = frozenset({
+        "max_iter", "max_epochs", "warm_start", "verbose", "n_iter_no_change", "tol",
+        "random_state", "callbacks",
+    })
+
     def _continues(self, fit):
-        """Whether this fit continues ``net_`` (``warm_start``, same ids)."""
+        """Whether this fit continues ``net_`` (``warm_start``, same ids and net)."""
         if not (self.warm_start and hasattr(self, "net_")):
             return False
         if not (
@@ -218,6 +233,18 @@ class NeuralRecommender(BaseRecommender):
             raise ValueError(
                 "warm_start=True continues the previous fit and needs the same "
                 "users and items; set warm_start=False to fit new data afresh."
+            )
+        previous, current = self._fitted_params, self.get_params(deep=False)
+        changed = sorted(
+            k for k in set(previous) | set(current)
+            if k not in self._WARM_START_MUTABLE
+            and not _same_param(previous.get(k), current.get(k))
+        )
+        if changed:
+            raise ValueError(
+                f"warm_start=True continues the fitted network, but {changed} changed "
+                "since it was fitted; set them back, or set warm_start=False to fit "
+                "afresh."
             )
         return True
 
@@ -242,7 +269,8 @@ class NeuralRecommender(BaseRecommender):
         training = self._training_data(fit)
         self._check_callbacks(training)
         if self._continues(fit):
-            net = self.net_
+            # continue a copy: a fit that raises leaves net_ as it was
+            net = copy.deepcopy(self.net_)
             self._refresh_module(net.module_, fit)
             net.set_params(
                 max_epochs=self._net_params().get("max_epochs", self.max_iter),
@@ -250,30 +278,40 @@ class NeuralRecommender(BaseRecommender):
             )
             net.partial_fit(training)
         else:
-            try:
-                module = self._build_module(fit, training)
-            except TypeError as exc:
-                if not self._net_params_for("module"):
-                    raise
-                raise TypeError(
-                    f"module__ parameters {sorted(self._net_params_for('module'))} "
-                    f"do not all fit the network of {type(self).__name__}: {exc}"
-                ) from exc
-            module.reset_parameters(init_generator(fit.seed))
+            # modules draw their default initialisation from torch's global
+            # generator: leave it as it was (the fit's own generator decides)
+            with torch.random.fork_rng(devices=[]):
+                module = self._new_module(fit, training)
             net = self._make_net(module, fit, training).fit(training)
         self._after_training(net.module_, fit)
         net.set_params(batch_transform=None)  # training data: not kept
+        net.module_.eval()  # scoring mode; training switches it back itself
         history = net.history
         return {
             "net_": net,
             "loss_curve_": [float(v) for v in history[:, "train_loss"]],
             "validation_loss_curve_": (
-                [float(v) for v in history[:, "valid_loss"]]
+                [float(row.get("valid_loss", np.nan)) for row in history]
                 if training.valid is not None else None
             ),
             "n_iter_": len(history),
+            "_fitted_params": self.get_params(deep=False),
             **training.fitted,
         }
+
+    def _new_module(self, fit, training):
+        """The hook's network, initialised from the fit's own generator."""
+        try:
+            module = self._build_module(fit, training)
+        except TypeError as exc:
+            if not self._net_params_for("module"):
+                raise
+            raise TypeError(
+                f"module__ parameters {sorted(self._net_params_for('module'))} "
+                f"do not all fit the network of {type(self).__name__}: {exc}"
+            ) from exc
+        module.reset_parameters(init_generator(fit.seed))
+        return module
 
     def _make_net(self, module, fit, training):
         callbacks = list(self.callbacks or [])
@@ -301,19 +339,6 @@ class NeuralRecommender(BaseRecommender):
             verbose=self.verbose, seed=fit.seed, batch_transform=training.batch_transform,
             **{f"optimizer__{k}": v for k, v in optimizer_params.items()}, **routed,
         )
-
-
-@contextmanager
-def frozen(module):
-    """Temporarily stop gradients into ``module``'s parameters."""
-    flags = [p.requires_grad for p in module.parameters()]
-    for p in module.parameters():
-        p.requires_grad_(False)
-    try:
-        yield module
-    finally:
-        for p, flag in zip(module.parameters(), flags):
-            p.requires_grad_(flag)
 
 
 class PairRecommender(NeuralRecommender):
@@ -442,12 +467,11 @@ class PairRecommender(NeuralRecommender):
                 dim = module.user_representation(
                     torch.zeros(1, dtype=torch.long, device=device)
                 ).shape[1]
-            with frozen(module):
-                return fold_in_gradient(
-                    score_all, dim, len(self._item_index), H, device=device,
-                    loss=self.loss, alpha=alpha, n_negatives=self.n_negatives,
-                    negatives=self._negative_items(device), cost=module.score_cost,
-                )
+            return fold_in_gradient(
+                score_all, dim, len(self._item_index), H, device=device,
+                loss=self.loss, alpha=alpha, n_negatives=self.n_negatives,
+                negatives=self._negative_items(device), cost=module.score_cost,
+            )
 
 
 # Sequences encoded at once when computing user representations.

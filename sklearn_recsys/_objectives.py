@@ -155,10 +155,11 @@ class RecommenderLoss(nn.Module):
     * ``"bpr"``: Bayesian personalised ranking, ``-log sigmoid(pos - neg)``
       weighted by ``y``.
 
-    ``alpha`` weights the module's L2 ``penalty``, in training mode only: the
-    validation loss (early stopping) is the data term alone. A ``y`` of
-    shape ``(B, 2)`` holds the targets and the sample weights of the rows:
-    the data term is then their weighted mean.
+    ``alpha`` weights the module's L2 ``penalty`` (per row, averaged like
+    the data term), in training mode only: the validation loss (early
+    stopping) is the data term alone. A ``y`` of shape ``(B, 2)`` holds the
+    targets and the sample weights of the rows: both terms are then their
+    weighted means.
     """
 
     def __init__(self, loss="mse", alpha=0.0):
@@ -180,7 +181,7 @@ class RecommenderLoss(nn.Module):
             value = -F.logsigmoid(pos[:, None] - neg).mean(dim=1) * y_true
         value = _weighted_mean(value, weight)
         if self.training and self.alpha and penalty is not None:
-            value = value + self.alpha * penalty
+            value = value + self.alpha * _weighted_mean(penalty, weight)
         return value
 
 

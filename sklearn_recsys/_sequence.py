@@ -64,7 +64,8 @@ class LSTMRecommender(SequenceRecommender):
     max_iter : int, default=20
         Number of epochs.
     batch_size : int, default=64
-        Sequences (users) per mini-batch.
+        Training windows per mini-batch: one per ``max_len`` positions of a
+        user's history (a short history is one window).
     learning_rate_init : float, default=2e-3
         Adam's learning rate.
     %(early_stopping_sequences)s
@@ -217,7 +218,8 @@ class AttentionRecommender(SequenceRecommender):
     max_iter : int, default=20
         Number of epochs.
     batch_size : int, default=64
-        Sequences (users) per mini-batch.
+        Training windows per mini-batch: one per ``max_len`` positions of a
+        user's history (a short history is one window).
     learning_rate_init : float, default=2e-3
         Adam's learning rate.
     %(early_stopping_sequences)s

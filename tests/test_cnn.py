@@ -375,7 +375,7 @@ def test_batches_encode_each_unique_item_once(small):
     pos, neg, penalty = module(users, items, negs)
     hook.remove()
     assert seen == [5]  # items {1, 2, 3, 4, 5}
-    assert pos.shape == (4,) and neg.shape == (4, 2) and penalty.ndim == 0
+    assert pos.shape == (4,) and neg.shape == (4, 2) and penalty.shape == (4,)
     module.eval()
     with torch.no_grad():
         reprs = module.user_representation(users)

@@ -94,6 +94,17 @@ def test_metadata_routing_through_search_cross_validate_and_pipeline(table, weig
         assert pipe[-1].n_iter_ == 2
 
 
+def test_the_ranking_scorer_checks_its_sample_weight(table, weights):
+    train, test, w = table.iloc[:250], table.iloc[250:], weights[250:]
+    est = Popularity().fit(train)
+    scorer = make_ranking_scorer()
+    assert np.isfinite(scorer(est, test, sample_weight=w))
+    with pytest.raises(ValueError, match="sample_weight"):
+        scorer(est, test, sample_weight=w[:-1])
+    with pytest.raises(ValueError, match="[Nn]egative"):
+        scorer(est, test, sample_weight=-w)
+
+
 def test_score_request_needs_routing():
     with pytest.raises(RuntimeError, match="enable_metadata_routing"):
         make_ranking_scorer().set_score_request(sample_weight=True)

@@ -258,7 +258,3 @@ class EASEScorer(_HistoryScorer):
 
     def _score_entries(self, items, history_items):
         return self.coef[history_items, items[:, None]]
-
-    def item_weights(self):
-        """The ``(n_items, n_items)`` weight matrix ``B``."""
-        return self.coef

@@ -270,9 +270,14 @@ class HybridCNN(LinearItemScorer):
             content_index = torch.full((self.n_items,), -1, dtype=torch.long)
         self.n_items = len(content_index)
         pad = torch.full((1,), -1, dtype=torch.long, device=content_index.device)
-        self.register_buffer("content_index", torch.cat([content_index.long(), pad]))
-        self.register_buffer("images", images)
-        self.register_buffer("texts", None if texts is None else texts.long())
+        # Not in the state dict: the content is data, and ``images`` may be a
+        # view of the caller's (possibly read-only) array, which loading a
+        # state dict (e.g. early stopping's best weights) would write into.
+        self.register_buffer(
+            "content_index", torch.cat([content_index.long(), pad]), persistent=False
+        )
+        self.register_buffer("images", images, persistent=False)
+        self.register_buffer("texts", None if texts is None else texts.long(), persistent=False)
         self._item_cache = None
 
     def _content_features(self, rows):
@@ -407,7 +412,7 @@ class HybridCNN(LinearItemScorer):
             inv_neg = inv[n:].reshape(neg_items.shape)
             neg = (u[:, None, :] * take(q_aug, inv_neg)).sum(-1) + take(offset, inv_neg)
             penalty = penalty + self._id_penalty(neg_items).mean(dim=1)
-        return pos, neg, penalty.mean()
+        return pos, neg, penalty
 
     def user_embeddings(self):
         return self.user_factors.weight[: self.n_users]

@@ -4,8 +4,8 @@ Both follow the scoring protocol of :mod:`sklearn_recsys.nn._protocol` (a
 user representation is the user's factors and bias); for training,
 ``forward(users, items, neg_items=None) -> (pos, neg, penalty)`` returns the
 scores of the positive pairs, of the sampled negatives ``(B, n_negatives)``
-(or ``None``), and the mean squared norm of the parameters the batch touched
-(the L2 penalty).
+(or ``None``), and for each row the squared norm of the parameters it touched
+(the L2 penalty, ``(B,)``).
 
 The last row of every embedding table (index ``n_users``/``n_items``) is a
 zero padding row used for ids unseen at fit.
@@ -122,7 +122,7 @@ class BiasedMF(LinearItemScorer):
             penalty = penalty + (
                 (qn_aug[..., :-1] ** 2).sum(-1) + offset_n.sub(self.global_bias).pow(2)
             ).mean(dim=1)
-        return pos, neg, penalty.mean()
+        return pos, neg, penalty
 
     def user_embeddings(self):
         return self.user_factors.weight[: self.n_users]
@@ -247,7 +247,7 @@ class NeuMF(Scorer):
             neg = self._score_many(ug, um, ub, neg_items)
             ng, nm, nb = self._item_side(neg_items)
             penalty = penalty + ((ng * ng).sum(-1) + (nm * nm).sum(-1) + nb * nb).mean(1)
-        return pos, neg, penalty.mean()
+        return pos, neg, penalty
 
     def user_embeddings(self):
         return self.user_gmf.weight[: self.n_users]

@@ -83,16 +83,14 @@ class Scorer(nn.Module, metaclass=ABCMeta):
     def scoring(self):
         """Evaluation mode and no gradients for the duration of a scoring call.
 
-        The previous mode is restored on exit. Subclasses may keep work shared
-        by the calls inside (see :class:`~sklearn_recsys.nn.HybridCNN`).
+        The module is left in evaluation mode (training puts it back in
+        training mode itself), so concurrent scoring calls never switch a
+        module another thread is scoring with. Subclasses may keep work
+        shared by the calls inside (see :class:`~sklearn_recsys.nn.HybridCNN`).
         """
-        was_training = self.training
         self.eval()
-        try:
-            with torch.no_grad():
-                yield self
-        finally:
-            self.train(was_training)
+        with torch.no_grad():
+            yield self
 
 
 class LinearItemScorer(Scorer):
