@@ -275,7 +275,9 @@ class NeuralRecommender(BaseRecommender):
             net.set_params(
                 max_epochs=self._net_params().get("max_epochs", self.max_iter),
                 seed=fit.seed, batch_transform=training.batch_transform,
+                callbacks=self._callbacks(training), verbose=self.verbose,
             )
+            net.initialize_callbacks()  # this fit's callbacks, fresh
             net.partial_fit(training)
         else:
             # modules draw their default initialisation from torch's global
@@ -313,7 +315,8 @@ class NeuralRecommender(BaseRecommender):
         module.reset_parameters(init_generator(fit.seed))
         return module
 
-    def _make_net(self, module, fit, training):
+    def _callbacks(self, training):
+        """The user's callbacks, early stopping and the progress bar."""
         callbacks = list(self.callbacks or [])
         if training.valid is not None:
             callbacks.append(("early_stopping", EarlyStopping(
@@ -323,6 +326,10 @@ class NeuralRecommender(BaseRecommender):
             )))
         if self.verbose:
             callbacks.append(("progress_bar", ProgressBar()))
+        return callbacks
+
+    def _make_net(self, module, fit, training):
+        callbacks = self._callbacks(training)
         optimizer, optimizer_params = self._optimizer(fit)
         net = self._net_params()
         optimizer_params = {**optimizer_params, **self._net_params_for("optimizer")}

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+import skorch
 import torch
 from joblib import Parallel, delayed, parallel_backend
 from sklearn.base import clone
@@ -183,6 +184,26 @@ def test_warm_start_after_a_failed_fit_continues_from_the_last_good_state(table)
         est.set_params(loss="bce").fit(_OTHER, [0, 2, 1, 1])
     est.set_params(loss="bpr").fit(table)
     assert est.n_iter_ == 4
+
+
+class _FailAtEpochEnd(skorch.callbacks.Callback):
+    def on_epoch_end(self, net, **kwargs):
+        raise RuntimeError("stop")
+
+
+def test_a_warm_fit_that_raises_mid_training_leaves_the_net_as_it_was(table):
+    est = MatrixFactorization(loss="bpr", warm_start=True, **FAST).fit(table)
+    before, n_iter, curve = _weights(est), est.n_iter_, list(est.loss_curve_)
+    est.set_params(callbacks=[_FailAtEpochEnd()])
+    with pytest.raises(RuntimeError, match="stop"):
+        est.fit(table)
+    assert _same_weights(_weights(est), before)
+    assert est.n_iter_ == n_iter == len(est.net_.history) and est.loss_curve_ == curve
+    k = est.n_components
+    with pytest.raises(ValueError, match=r"\['n_components'\] changed"):
+        est.set_params(callbacks=None, n_components=k + 1).fit(table)
+    est.set_params(n_components=k).fit(table)  # back to the fitted network
+    assert est.n_iter_ == n_iter + 2
 
 
 # -- same seed, same model, under any backend ------------------------------------------
