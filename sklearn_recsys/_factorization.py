@@ -50,11 +50,16 @@ class MatrixFactorization(PairRecommender):
     ----------
     n_components : int, default=64
         Dimension of the user and item factors.
-    loss : {"mse", "bce", "bpr"}, default="mse"
-        ``"mse"`` for explicit ratings; ``"bce"`` (pointwise, with
-        ``n_negatives`` sampled negatives per positive labelled 0) and
-        ``"bpr"`` (pairwise ranking against sampled negatives) for implicit
-        feedback.
+    loss : {"mse", "bce", "bpr", "softmax"}, default="mse"
+        ``"mse"`` for explicit ratings; for implicit feedback, ``"softmax"``
+        (recommended: the cross-entropy of every interaction over the whole
+        catalogue, a multinomial likelihood per user; ``architecture="dot"``
+        only), ``"bce"`` (pointwise, with ``n_negatives`` sampled negatives
+        per positive labelled 0) or ``"bpr"`` (pairwise ranking against
+        sampled negatives). With ``"softmax"`` a mini-batch is a set of
+        whole users holding about ``batch_size`` interactions; an epoch
+        costs ``n_users * n_items * n_components`` multiply-adds, memory
+        ``batch_size / mean_interactions_per_user * n_items`` scores.
     architecture : {"dot", "neumf"}, default="dot"
         ``"dot"``: biased MF. ``"neumf"``: NeuMF (GMF + MLP fusion).
     hidden_layer_sizes : tuple of int, default=(64, 32)
@@ -64,10 +69,12 @@ class MatrixFactorization(PairRecommender):
         items the user did not interact with.
     alpha : float or "auto", default="auto"
         L2 penalty on the factors and biases a batch touches (mean squared
-        norm per interaction). ``"auto"`` uses 0.1 for ``"mse"``, 0.01 for
-        ``"bpr"`` and 0.03 for ``"bce"``, values tuned on MovieLens-100K
-        (see ``benchmarks/bench_mf.py``): ratings need a much stronger
-        penalty than ranking losses.
+        norm per interaction; for ``"softmax"``, the user's squared norm plus
+        the mean squared norm of the item factors). ``"auto"`` uses 0.1 for
+        ``"mse"``, 0.01 for ``"bpr"``, 0.03 for ``"bce"`` (values tuned on
+        MovieLens-100K, see ``benchmarks/bench_mf.py``) and 0.1 for
+        ``"softmax"`` (chosen on validation splits of MovieLens-100K and
+        latest-small, ``benchmarks/tune_defaults.py``).
     max_iter : int, default=30
         Number of epochs.
     batch_size : int, default=1024
@@ -135,7 +142,7 @@ class MatrixFactorization(PairRecommender):
     _parameter_constraints = {
         **PairRecommender._parameter_constraints,
         "n_components": [Interval(numbers.Integral, 1, None, closed="left")],
-        "loss": [StrOptions({"mse", "bce", "bpr"})],
+        "loss": [StrOptions({"mse", "bce", "bpr", "softmax"})],
         "architecture": [StrOptions({"dot", "neumf"})],
         "hidden_layer_sizes": [tuple, list],
         "n_negatives": [Interval(numbers.Integral, 1, None, closed="left")],
@@ -144,7 +151,7 @@ class MatrixFactorization(PairRecommender):
         "alpha": [Interval(numbers.Real, 0, None, closed="left"), StrOptions({"auto"})],
     }
 
-    _AUTO_ALPHA = {"mse": 0.1, "bpr": 0.01, "bce": 0.03}
+    _AUTO_ALPHA = {"mse": 0.1, "bpr": 0.01, "bce": 0.03, "softmax": 0.1}
 
     def _resolved_alpha(self):
         return self._AUTO_ALPHA[self.loss] if self.alpha == "auto" else self.alpha
@@ -183,6 +190,16 @@ class MatrixFactorization(PairRecommender):
         self._store_net_params(kwargs)
 
     def _check_params(self):
+        if self.loss == "softmax" and self.architecture != "dot":
+            raise ValueError(
+                "loss='softmax' scores every item for a batch of users and needs "
+                f"architecture='dot', got architecture={self.architecture!r}."
+            )
+        if self.loss == "softmax" and self.solver == "sparse_adam":
+            raise ValueError(
+                "loss='softmax' updates every item at every step: solver='sparse_adam' "
+                "cannot train it; use solver='auto' or 'adam'."
+            )
         sizes = self.hidden_layer_sizes
         if len(sizes) == 0 or any(
             isinstance(h, bool) or not isinstance(h, numbers.Integral) or h < 1
@@ -219,6 +236,8 @@ class MatrixFactorization(PairRecommender):
         """Whether this fit trains with sparse embedding gradients."""
         if self.solver != "auto":
             return self.solver == "sparse_adam"
+        if self.loss == "softmax":  # every item, every step
+            return False
         touched = self.batch_size * (2 + (self.n_negatives if self.loss != "mse" else 0))
         return n_users + n_items > self._AUTO_SPARSE_ROWS * touched
 

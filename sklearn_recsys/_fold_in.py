@@ -8,10 +8,12 @@ invariance hold) and no refit is needed.
 squared error on the observed entries; ``"bce"``, logistic loss, observed
 entries labelled by their value; ``"bpr"``, logistic loss, observed entries
 positive, weighted by their value (BPR scores have no calibrated scale, so
-the pointwise logistic surrogate is used). For the implicit losses every item
-of ``negatives`` (all items when None) is a negative with weight
-``n_negatives * n_u / n_negative_items``, the weight sampled negatives give
-each item during training. The L2 term is ``alpha n_u |x|^2``.
+the pointwise logistic surrogate is used); ``"softmax"``, the cross-entropy
+of each observed entry over the whole catalogue, weighted by its value. For
+``"bce"`` and ``"bpr"`` every item of ``negatives`` (all items when None) is a
+negative with weight ``n_negatives * n_u / n_negative_items``, the weight
+sampled negatives give each item during training. The L2 term is
+``alpha n_u |x|^2``.
 """
 
 import numpy as np
@@ -74,10 +76,13 @@ def fold_in_ridge(q_aug, offset, H, alpha):
     return out
 
 
-def _objective(scores, obs, v, loss, negative_weight):
+def _objective(scores, obs, v, loss, negative_weight, rows):
     """The fold-in objective of one block (see :func:`fold_in_gradient`)."""
     if loss == "mse":
         return ((obs - v) ** 2).sum()
+    if loss == "softmax":  # sum over interactions of -log softmax(scores)[item]
+        mass = torch.zeros(len(scores), device=scores.device).index_add_(0, rows, v)
+        return (mass * torch.logsumexp(scores, dim=1)).sum() - (v * obs).sum()
     if loss == "bce":
         value = (v * F.softplus(-obs) + (1 - v) * F.softplus(obs)).sum()
     else:
@@ -105,7 +110,7 @@ def fold_in_gradient(
     H : scipy.sparse.csr_array of shape (n_users, n_items)
     device : torch.device
         Where ``score_all`` computes.
-    loss : {"mse", "bce", "bpr"}
+    loss : {"mse", "bce", "bpr", "softmax"}
     alpha : float
     n_negatives : int, default=4
     negatives : torch.Tensor of shape (n_items,), dtype bool, default=None
@@ -139,7 +144,9 @@ def fold_in_gradient(
             scores = score_all(xs)
             sel = (rows >= s) & (rows < e)
             obs = scores[rows[sel] - s, cols[sel]]
-            value = _objective(scores, obs, values[sel], loss, w0[s:e, None] * neg_mask)
+            value = _objective(
+                scores, obs, values[sel], loss, w0[s:e, None] * neg_mask, rows[sel] - s
+            )
             value = value + alpha * (counts[s:e, None] * xs * xs).sum()
             # gradients of the user rows only: the model is never written to
             (grad,) = torch.autograd.grad(value, x)

@@ -23,6 +23,7 @@ import copy
 import numbers
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from scipy.special import expit
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -37,6 +38,7 @@ from ._objectives import (
     RecommenderLoss,
     SequenceLoss,
     SequenceNegativeSampler,
+    UserRowTargets,
     per_user_split,
     positive_keys,
 )
@@ -276,6 +278,7 @@ class NeuralRecommender(BaseRecommender):
                 max_epochs=self._net_params().get("max_epochs", self.max_iter),
                 seed=fit.seed, batch_transform=training.batch_transform,
                 callbacks=self._callbacks(training), verbose=self.verbose,
+                batch_size=training.batch_size or self.batch_size,
             )
             net.initialize_callbacks()  # this fit's callbacks, fresh
             net.partial_fit(training)
@@ -342,7 +345,8 @@ class NeuralRecommender(BaseRecommender):
             optimizer=net.get("optimizer", optimizer),
             lr=net.get("lr", self.learning_rate_init),
             max_epochs=net.get("max_epochs", self.max_iter),
-            batch_size=self.batch_size, callbacks=callbacks, device=fit.device,
+            batch_size=training.batch_size or self.batch_size, callbacks=callbacks,
+            device=fit.device,
             verbose=self.verbose, seed=fit.seed, batch_transform=training.batch_transform,
             **{f"optimizer__{k}": v for k, v in optimizer_params.items()}, **routed,
         )
@@ -374,9 +378,9 @@ class PairRecommender(NeuralRecommender):
                 f"[{values.min():g}, {values.max():g}]. Binarize ratings first "
                 "(e.g. sklearn.preprocessing.Binarizer) or use loss='mse'."
             )
-        if self.loss == "bpr" and values.min() < 0:
+        if self.loss in ("bpr", "softmax") and values.min() < 0:
             raise ValueError(
-                "loss='bpr' needs non-negative interaction weights, got a "
+                f"loss={self.loss!r} needs non-negative interaction weights, got a "
                 f"minimum of {values.min():g}."
             )
         return values
@@ -392,6 +396,8 @@ class PairRecommender(NeuralRecommender):
         values = self._check_targets(data.values)
         if values is None:
             values = np.ones(len(data.users), dtype=np.float32)
+        if self.loss == "softmax":
+            return self._user_rows_data(fit, values)
         users = torch.as_tensor(data.users, device=device)
         items = torch.as_tensor(data.items, device=device)
         y = torch.as_tensor(values, device=device)
@@ -399,20 +405,9 @@ class PairRecommender(NeuralRecommender):
             y = torch.stack([y, torch.as_tensor(data.weights, device=device)], dim=1)
         dataset = TensorDataset({"users": users, "items": items}, y)
         valid = None
-        if self._early_stopping(fit):
-            train_idx, valid_idx = per_user_split(
-                data.users, self.validation_fraction, seed=fit.seed
-            )
-            if len(valid_idx):
-                dataset, valid = dataset.subset(train_idx), dataset.subset(valid_idx)
-            elif self.early_stopping is True:
-                raise ValueError(
-                    "early_stopping=True needs validation data, but "
-                    f"validation_fraction={self.validation_fraction} holds out no "
-                    "interaction (each user gives floor(fraction * "
-                    "n_user_interactions)). Increase validation_fraction or "
-                    "disable early stopping."
-                )
+        train_idx, valid_idx = self._validation_rows(fit)
+        if valid_idx is not None:
+            dataset, valid = dataset.subset(train_idx), dataset.subset(valid_idx)
         sampler = None
         if self.loss != "mse":
             trained = np.unique(data.items)
@@ -422,6 +417,68 @@ class PairRecommender(NeuralRecommender):
                 else torch.as_tensor(trained, device=device),
             )
         return TrainingData(dataset, valid, sampler)
+
+    def _validation_rows(self, fit):
+        """Training and validation row indices, or ``(None, None)`` without."""
+        if not self._early_stopping(fit):
+            return None, None
+        train_idx, valid_idx = per_user_split(
+            fit.data.users, self.validation_fraction, seed=fit.seed
+        )
+        if len(valid_idx):
+            return train_idx, valid_idx
+        if self.early_stopping is True:
+            raise ValueError(
+                "early_stopping=True needs validation data, but "
+                f"validation_fraction={self.validation_fraction} holds out no "
+                "interaction (each user gives floor(fraction * "
+                "n_user_interactions)). Increase validation_fraction or "
+                "disable early stopping."
+            )
+        return None, None
+
+    def _user_rows_data(self, fit, values):
+        """Training data of the full-catalogue loss: batches of whole users.
+
+        The interactions (their target weights times their sample weights)
+        stay a CSR matrix on the device; :class:`UserRowTargets` makes the
+        rows of a batch dense. Validation rows (early stopping) are a second
+        block of rows of the same matrix. A batch holds about ``batch_size``
+        interactions.
+        """
+        data, device, n_users = fit.data, fit.device, fit.n_users
+        if data.weights is not None:
+            values = values * data.weights
+        rows = data.users.astype(np.int64)
+        train_idx, valid_idx = self._validation_rows(fit)
+        if valid_idx is not None:
+            rows = rows.copy()
+            rows[valid_idx] += n_users
+        matrix = sp.csr_array(
+            (np.asarray(values, dtype=np.float32), (rows, data.items)),
+            shape=(2 * n_users, fit.n_items),
+        )
+        counts = np.diff(matrix.indptr)
+
+        def users_with_data(block):
+            users = np.flatnonzero(counts[block * n_users : (block + 1) * n_users])
+            return TensorDataset({
+                "users": torch.as_tensor(users, device=device),
+                "rows": torch.as_tensor(users + block * n_users, device=device),
+            }, torch.ones(len(users), device=device))
+
+        train = users_with_data(0)
+        valid = users_with_data(1) if valid_idx is not None else None
+        transform = UserRowTargets(
+            torch.as_tensor(matrix.indptr.astype(np.int64), device=device),
+            torch.as_tensor(matrix.indices.astype(np.int64), device=device),
+            torch.as_tensor(matrix.data, device=device), fit.n_items,
+        )
+        per_user = len(rows) / max(1, len(train))
+        return TrainingData(
+            train, valid, transform,
+            batch_size=max(1, int(round(self.batch_size / per_user))),
+        )
 
     @torch.no_grad()
     def _after_training(self, module, fit):

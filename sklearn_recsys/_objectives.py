@@ -19,6 +19,7 @@ from torch.nn import functional as F
 __all__ = [
     "NegativeSampler",
     "SequenceNegativeSampler",
+    "UserRowTargets",
     "per_user_split",
     "RecommenderLoss",
     "SequenceLoss",
@@ -101,6 +102,48 @@ class SequenceNegativeSampler(NegativeSampler):
         return batch
 
 
+class UserRowTargets:
+    """Dense target rows of a batch of users, built on the device.
+
+    The batch transform of the full-catalogue (``"softmax"``) loss: a batch
+    holds ``rows`` of a CSR matrix of target weights kept on the device, and
+    gets ``targets`` of shape ``(batch_size, n_items)``. Only a batch is ever
+    dense: memory grows with ``batch_size * n_items``, never with the
+    number of users.
+
+    Parameters
+    ----------
+    indptr, indices, values : torch.Tensor
+        The CSR matrix (int64 row pointers and column indices, float weights).
+    n_items : int
+    """
+
+    def __init__(self, indptr, indices, values, n_items):
+        self.indptr = indptr
+        self.indices = indices
+        self.values = values
+        self.n_items = n_items
+
+    def __call__(self, batch, generator):
+        rows = batch.pop("rows")
+        starts, ends = self.indptr[rows], self.indptr[rows + 1]
+        counts = ends - starts
+        entry_row = torch.repeat_interleave(torch.arange(len(rows), device=rows.device), counts)
+        offsets = torch.cumsum(counts, 0) - counts
+        entries = (
+            torch.arange(len(entry_row), device=rows.device)
+            - torch.repeat_interleave(offsets, counts)
+            + torch.repeat_interleave(starts, counts)
+        )
+        targets = torch.zeros(len(rows), self.n_items, device=rows.device,
+                              dtype=self.values.dtype)
+        targets.index_put_(
+            (entry_row, self.indices[entries]), self.values[entries], accumulate=True
+        )
+        batch["targets"] = targets
+        return batch
+
+
 def positive_keys(users, items, n_items):
     """Sorted unique keys ``user * n_items + item`` of a sampler, as a tensor."""
     return torch.unique(users * n_items + items)
@@ -154,6 +197,12 @@ class RecommenderLoss(nn.Module):
       rows.
     * ``"bpr"``: Bayesian personalised ranking, ``-log sigmoid(pos - neg)``
       weighted by ``y``.
+    * ``"softmax"``: the module scored a batch of users against the whole
+      catalogue: ``pos`` holds the ``(B, n_items)`` scores and ``neg`` the
+      target weights of the same shape (:class:`UserRowTargets`); the loss
+      is the cross-entropy of each interaction over the catalogue (a
+      multinomial likelihood per user), averaged over the interactions.
+      Sample weights are already in the targets.
 
     ``alpha`` weights the module's L2 ``penalty`` (per row, averaged like
     the data term), in training mode only: the validation loss (early
@@ -169,6 +218,12 @@ class RecommenderLoss(nn.Module):
 
     def forward(self, y_pred, y_true=None):
         pos, neg, penalty = y_pred
+        if self.loss == "softmax":
+            mass = neg.sum().clamp(min=torch.finfo(pos.dtype).tiny)
+            value = -(neg * F.log_softmax(pos, dim=1)).sum() / mass
+            if self.training and self.alpha and penalty is not None:
+                value = value + self.alpha * penalty.mean()
+            return value
         weight = None
         if y_true is not None and y_true.ndim == 2:
             y_true, weight = y_true[:, 0], y_true[:, 1]

@@ -160,12 +160,16 @@ class TrainingData:
     fitted : dict, default={}
         Fitted attributes the estimator keeps besides the network (e.g. the
         ordered training histories of the sequence models).
+    batch_size : int or None, default=None
+        Rows of ``train`` per mini-batch when they are not the estimator's
+        ``batch_size`` (e.g. users holding about ``batch_size`` interactions).
     """
 
     train: TensorDataset
     valid: TensorDataset | None = None
     batch_transform: object = None
     fitted: dict = field(default_factory=dict)
+    batch_size: int | None = None
 
 
 class _SameAsModule:

@@ -138,6 +138,10 @@ def _recommenders():
             hidden_layer_sizes=(8,), max_iter=40, batch_size=32,
             learning_rate_init=0.02, alpha=1e-2, random_state=0,
         ),
+        MatrixFactorization(
+            loss="softmax", n_components=4, max_iter=30, batch_size=32,
+            learning_rate_init=0.01, alpha=1e-3, random_state=0,
+        ),
         ItemKNN(n_neighbors=10),
         EASE(l2_reg=10.0),
         Popularity(),
@@ -160,7 +164,8 @@ def _recommenders():
 
 
 def _ids(est):
-    return f"{type(est).__name__}-{getattr(est, 'architecture', '')}"
+    loss = "-softmax" if getattr(est, "loss", None) == "softmax" else ""
+    return f"{type(est).__name__}-{getattr(est, 'architecture', '')}{loss}"
 
 
 def _known_answer(est, ids, X, users):

@@ -78,8 +78,9 @@ def test_explicit_quality_floor(explicit):
         dict(loss="bpr", solver="sparse_adam"),
         dict(loss="bce", architecture="neumf", hidden_layer_sizes=(16,),
              solver="sparse_adam"),
+        dict(loss="softmax"),
     ],
-    ids=["bpr", "bce", "neumf", "bpr-sparse", "neumf-sparse"],
+    ids=["bpr", "bce", "neumf", "bpr-sparse", "neumf-sparse", "softmax"],
 )
 def test_implicit_quality_floor(implicit, params):
     df, _ = implicit
@@ -499,3 +500,67 @@ def test_scorer_on_matrix_for_table_fitted_model_with_raw_ids():
     M = sp.csr_array((np.ones(len(table)), (table["user"], cols)), shape=(60, 30))
     scorer = make_ranking_scorer("hit_rate", random_state=check_random_state(0))
     assert 0 <= scorer(mf, M) <= 1
+
+
+# -- the full-catalogue (softmax) loss ----------------------------------------------------
+
+
+def test_user_row_targets_are_the_dense_rows_with_duplicates_summed():
+    from sklearn_recsys._objectives import UserRowTargets
+
+    M = sp.csr_array(
+        (np.array([1.0, 2.0, 0.5, 3.0, 1.0], dtype=np.float32),
+         (np.array([0, 0, 2, 2, 2]), np.array([1, 3, 0, 0, 4]))), shape=(3, 5)
+    )  # (2, 0) twice: summed when made dense
+    M.sum_duplicates = lambda: None  # keep the duplicate in the CSR arrays
+    transform = UserRowTargets(
+        torch.as_tensor(M.indptr.astype(np.int64)), torch.as_tensor(M.indices.astype(np.int64)),
+        torch.as_tensor(M.data), 5,
+    )
+    batch = transform({"users": torch.tensor([2, 0, 1]), "rows": torch.tensor([2, 0, 1])}, None)
+    expected = M.toarray()[[2, 0, 1]]
+    np.testing.assert_allclose(batch["targets"].numpy(), expected)
+    assert "rows" not in batch
+
+
+def test_softmax_loss_is_the_cross_entropy_of_each_interaction(implicit):
+    _, X = implicit
+    X = X[:40]  # a matrix: users and items are its rows and columns
+    mf = MatrixFactorization(loss="softmax", n_components=4, max_iter=2, alpha=0.0,
+                             random_state=0).fit(X)
+    module = mf.net_.module_
+    rows, cols = X.nonzero()
+    users = torch.arange(40)
+    with torch.no_grad():
+        value = mf.net_.criterion_(module(users, targets=torch.as_tensor(X.toarray())))
+        log_p = torch.log_softmax(module.score_all(module.user_representation(users)), 1)
+    by_hand = -log_p[torch.as_tensor(rows), torch.as_tensor(cols)].mean()
+    assert float(value) == pytest.approx(float(by_hand), rel=1e-5)
+
+
+def test_softmax_loss_beats_the_sampled_losses_and_folds_in(implicit):
+    df, X = implicit
+    train, test = train_test_split(df, strategy="user", random_state=0)
+    scores = {
+        loss: MatrixFactorization(loss=loss, n_components=8, random_state=0)
+        .fit(train).score(test)
+        for loss in ("softmax", "bce")
+    }
+    assert scores["softmax"] > scores["bce"]  # measured (seed 0): 0.319 vs 0.202
+    mf = MatrixFactorization(loss="softmax", n_components=8, random_state=0).fit(X)
+    folded = mf.transform(X[:20])  # the training users' histories, folded in
+    learned = mf.user_embeddings_[:20]
+    cos = (folded * learned).sum(1) / np.linalg.norm(folded, axis=1) / np.linalg.norm(
+        learned, axis=1
+    )
+    assert np.median(cos) > 0.5
+
+
+def test_softmax_loss_refuses_what_it_cannot_train(implicit):
+    df, _ = implicit
+    with pytest.raises(ValueError, match="architecture='dot'"):
+        MatrixFactorization(loss="softmax", architecture="neumf").fit(df)
+    with pytest.raises(ValueError, match="sparse_adam"):
+        MatrixFactorization(loss="softmax", solver="sparse_adam").fit(df)
+    with pytest.raises(ValueError, match="non-negative"):
+        MatrixFactorization(loss="softmax").fit(df, -np.ones(len(df)))

@@ -108,8 +108,21 @@ class BiasedMF(LinearItemScorer):
         q, b = self._item_side(items)
         return augmented(q, b, self.global_bias)
 
-    def forward(self, users, items, neg_items=None):
+    def forward(self, users, items=None, neg_items=None, targets=None):
+        """Training output ``(pos, neg, penalty)`` of a batch.
+
+        With ``items`` (and sampled ``neg_items``): the scores of the pairs and
+        of the negatives, and each row's L2 penalty. With ``targets`` instead
+        (the full-catalogue loss): the ``(B, n_items)`` scores of the users,
+        the targets passed through, and each user's penalty
+        ``|p_u|^2 + mean_i |q_i|^2``.
+        """
         u = self.user_representation(users)
+        if targets is not None:
+            q_aug, offset = self.item_linear_terms()
+            scores = torch.addmm(offset[None, :], u, q_aug.T)
+            penalty = (u * u).sum(-1) + (q_aug[:, :-1] ** 2).sum(-1).mean()
+            return scores, targets, penalty
         q_aug, offset = self.item_linear_terms(items)
         pos = (u * q_aug).sum(-1) + offset
         penalty = (u * u).sum(-1) + (q_aug[:, :-1] ** 2).sum(-1) + offset.sub(
