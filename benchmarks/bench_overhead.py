@@ -141,7 +141,7 @@ def plain_loop(est, record, epochs):
     optimizer = record["optimizer"](  # SparseDenseAdam if sparse
         module.parameters(), lr=est.learning_rate_init, **record["optimizer_params"]
     )
-    iterator = TensorBatchIterator(record["dataset"], est.batch_size, shuffle=True,
+    iterator = TensorBatchIterator(record["dataset"], est._batch_size(), shuffle=True,
                                    seed=seed, batch_transform=record["batch_transform"])
     module.train()
     wall, cpu = [], []
@@ -193,7 +193,7 @@ def run(args):
             model=name,
             n_interactions=len(X),
             n_training_rows=n_rows,
-            batch_size=est.batch_size,
+            batch_size=est._batch_size(),
             epochs_per_run=epochs,
             repetitions=reps,
             plain_epoch_s=med["plain", "epoch_s"],
@@ -208,7 +208,7 @@ def run(args):
                              or res["ratio_cpu"] <= RATIO_TARGET)
         results.append(res)
         rows.append(dict(
-            model=name, rows=f"{n_rows:,}", batch=est.batch_size,
+            model=name, rows=f"{n_rows:,}", batch=est._batch_size(),
             plain=res["plain_epoch_s"], ours=res["ours_epoch_s"],
             ratio=res["ratio_wall"], ratio_cpu=res["ratio_cpu"],
             ok="yes" if res["passed"] else "NO",

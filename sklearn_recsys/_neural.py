@@ -278,7 +278,7 @@ class NeuralRecommender(BaseRecommender):
                 max_epochs=self._net_params().get("max_epochs", self.max_iter),
                 seed=fit.seed, batch_transform=training.batch_transform,
                 callbacks=self._callbacks(training), verbose=self.verbose,
-                batch_size=training.batch_size or self.batch_size,
+                batch_size=training.batch_size or self._batch_size(),
             )
             net.initialize_callbacks()  # this fit's callbacks, fresh
             net.partial_fit(training)
@@ -318,6 +318,10 @@ class NeuralRecommender(BaseRecommender):
         module.reset_parameters(init_generator(fit.seed))
         return module
 
+    def _batch_size(self):
+        """Rows per mini-batch (models with ``batch_size="auto"`` resolve it)."""
+        return self.batch_size
+
     def _callbacks(self, training):
         """The user's callbacks, early stopping and the progress bar."""
         callbacks = list(self.callbacks or [])
@@ -345,7 +349,7 @@ class NeuralRecommender(BaseRecommender):
             optimizer=net.get("optimizer", optimizer),
             lr=net.get("lr", self.learning_rate_init),
             max_epochs=net.get("max_epochs", self.max_iter),
-            batch_size=training.batch_size or self.batch_size, callbacks=callbacks,
+            batch_size=training.batch_size or self._batch_size(), callbacks=callbacks,
             device=fit.device,
             verbose=self.verbose, seed=fit.seed, batch_transform=training.batch_transform,
             **{f"optimizer__{k}": v for k, v in optimizer_params.items()}, **routed,
@@ -477,7 +481,7 @@ class PairRecommender(NeuralRecommender):
         per_user = len(rows) / max(1, len(train))
         return TrainingData(
             train, valid, transform,
-            batch_size=max(1, int(round(self.batch_size / per_user))),
+            batch_size=max(1, int(round(self._batch_size() / per_user))),
         )
 
     @torch.no_grad()

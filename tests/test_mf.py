@@ -541,12 +541,12 @@ def test_softmax_loss_is_the_cross_entropy_of_each_interaction(implicit):
 def test_softmax_loss_beats_the_sampled_losses_and_folds_in(implicit):
     df, X = implicit
     train, test = train_test_split(df, strategy="user", random_state=0)
-    scores = {
-        loss: MatrixFactorization(loss=loss, n_components=8, random_state=0)
+    scores = {  # batches of 512 interactions: 300 users are a small dataset
+        loss: MatrixFactorization(loss=loss, n_components=8, batch_size=512, random_state=0)
         .fit(train).score(test)
         for loss in ("softmax", "bce")
     }
-    assert scores["softmax"] > scores["bce"]  # measured (seed 0): 0.319 vs 0.202
+    assert scores["softmax"] > scores["bce"] + 0.03  # measured (seed 0): 0.389 vs 0.321
     mf = MatrixFactorization(loss="softmax", n_components=8, random_state=0).fit(X)
     folded = mf.transform(X[:20])  # the training users' histories, folded in
     learned = mf.user_embeddings_[:20]
