@@ -8,7 +8,8 @@
   ``tracemalloc`` peak and, on CUDA, ``torch.cuda.max_memory_allocated``;
 * :func:`write_json`: results to ``benchmarks/results/<name>.json``;
 * :func:`markdown_table`/:func:`print_table`: the tables printed by scripts;
-* :func:`load_movielens_100k`: MovieLens-100K from ``../shared/data`` (relative
+* :func:`load_movielens` (any ``fetch_movielens`` variant) and
+  :func:`load_movielens_100k`: MovieLens from ``../shared/data`` (relative
   to the repository root) or None with a clear skip message.
 
 Every path is computed from this file's location; nothing machine-specific
@@ -45,6 +46,7 @@ __all__ = [
     "cpu_model",
     "describe_environment",
     "format_environment",
+    "load_movielens",
     "load_movielens_100k",
     "markdown_table",
     "mean_std",
@@ -442,8 +444,8 @@ def add_common_arguments(parser):
     parser.add_argument(
         "--data-home",
         default=str(DEFAULT_DATA_HOME),
-        help="folder holding ml-100k/ (default: ../shared/data relative to the "
-        "repository root)",
+        help="folder holding ml-100k/ (and the other MovieLens folders, e.g. "
+        "ml-latest-small/; default: ../shared/data relative to the repository root)",
     )
     parser.add_argument(
         "--quick", action="store_true", help="reduced run (smoke test, minutes)"
@@ -459,24 +461,47 @@ def add_common_arguments(parser):
     return parser
 
 
-def load_movielens_100k(data_home=None):
-    """MovieLens-100K as the ``fetch_movielens`` Bunch, or None when missing.
+MOVIELENS_FOLDERS = {"100k": "ml-100k", "1m": "ml-1m", "20m": "ml-20m",
+                     "latest-small": "ml-latest-small"}
+MOVIELENS_NAMES = {"100k": "MovieLens-100K", "1m": "MovieLens-1M",
+                   "20m": "MovieLens-20M", "latest-small": "MovieLens latest-small"}
+
+
+def load_movielens(variant="100k", data_home=None):
+    """A MovieLens variant as the ``fetch_movielens`` Bunch, or None when missing.
 
     Never downloads: the data must already be extracted under
-    ``data_home/ml-100k`` (default ``../shared/data`` relative to the
+    ``data_home/ml-<variant>`` (default ``../shared/data`` relative to the
     repository root). When it is missing a message saying what is skipped is
     printed and None returned.
+
+    Parameters
+    ----------
+    variant : {"100k", "1m", "20m", "latest-small"}, default="100k"
+        Passed to ``sklearn_recsys.datasets.fetch_movielens``.
+    data_home : str or path, default=None
+        Folder holding ``ml-<variant>/``.
     """
     from sklearn_recsys.datasets import fetch_movielens
 
     data_home = Path(data_home) if data_home is not None else DEFAULT_DATA_HOME
+    folder = MOVIELENS_FOLDERS.get(variant, f"ml-{variant}")
     try:
-        return fetch_movielens("100k", data_home=data_home, download_if_missing=False)
+        return fetch_movielens(variant, data_home=data_home, download_if_missing=False)
     except OSError as exc:
         print(
-            f"SKIPPED: MovieLens-100K not found under {data_home / 'ml-100k'} "
-            f"({exc}). Pass --data-home pointing to the folder that contains "
-            "ml-100k/ to run the MovieLens benchmarks.",
+            f"SKIPPED: {MOVIELENS_NAMES.get(variant, variant)} not found under "
+            f"{data_home / folder} ({exc}). Pass --data-home pointing to the folder "
+            f"that contains {folder}/ to run the MovieLens benchmarks.",
             file=sys.stderr,
         )
         return None
+
+
+def load_movielens_100k(data_home=None):
+    """MovieLens-100K as the ``fetch_movielens`` Bunch, or None when missing.
+
+    ``load_movielens("100k", data_home)``: never downloads, prints what is
+    skipped and returns None when ``data_home/ml-100k`` is missing.
+    """
+    return load_movielens("100k", data_home)

@@ -1,21 +1,35 @@
-"""Peers side by side on MovieLens-100K: sklearn_recsys against Surprise,
-implicit and LightFM on the same split objects and the same metric code.
+"""Peers side by side on MovieLens-100K and MovieLens latest-small:
+sklearn_recsys against Surprise, implicit and LightFM on the same split
+objects and the same metric code.
 
-Sections:
+Data sets (``--dataset {100k,latest-small,both}``, default ``both``), read
+from ``--data-home`` and never downloaded: ``fetch_movielens("100k")``
+(ratings 1-5) and ``fetch_movielens("latest-small")`` (half stars 0.5-5; the
+local copy is the 2016-10 snapshot, 100,004 ratings by 671 users on 9,066
+movies, sparser per item than ML-100K). Both go through exactly the same
+code below; the only per-data-set constant is the rating scale, and every
+per-data-set choice of a peer (Surprise "tuned" setting, implicit ALS
+``alpha``) is made on an inner validation split of that data set's training
+part, never on its test split.
+
+Sections, on each data set:
 
 1. **Ratings** -- ``train_test_split(ratings, strategy="random",
    test_size=0.2, random_state=0)`` (as ``bench_mf.py``); test RMSE of
-   predictions clipped to [1, 5] for ``MatrixFactorization(random_state=0)``
+   predictions clipped to the data set's rating scale ([1, 5] for ML-100K,
+   [0.5, 5] for latest-small) for ``MatrixFactorization(random_state=0)``
    (package defaults) against Surprise ``SVD`` (its defaults, and a
    "tuned-ish" setting picked on a validation split carved from the training
-   ratings) and ``SVDpp`` (defaults). Surprise also clips to the rating
-   scale, so the RMSEs are comparable.
+   ratings) and ``SVDpp`` (defaults). Surprise's ``Reader`` gets the same
+   scale and clips to it, so the RMSEs are comparable.
 2. **Top-N** -- every rating is a positive; ``UserHoldout(test_size=0.2,
    random_state=0)``; all items not seen in training are ranked; NDCG@10,
    Recall@10 and HR@10 from ``make_ranking_scorer`` for every model. Ours:
-   ``MatrixFactorization(loss="bpr")``/``(loss="bce")`` with defaults and
-   ``EASE()``, plus MF with ``bench_mf.py``'s settings (chosen there on a
-   validation split of the training data; also added for the ratings).
+   ``MatrixFactorization(loss="bpr")``/``(loss="bce")``/``(loss="softmax")``
+   with package defaults (softmax is the recommended implicit configuration)
+   and ``EASE()``, plus MF with ``bench_mf.py``'s settings (chosen there on a
+   validation split of ML-100K's training data, and used unchanged on
+   latest-small; also added for the ratings).
    Peers: implicit ``AlternatingLeastSquares`` (factors 64,
    regularization 0.05, 15 iterations, ``alpha`` picked from 1/5/10/20/40 on
    an inner per-user holdout of the training positives) and
@@ -35,12 +49,22 @@ The peers are optional (``pip install -c constraints.txt
 scikit-surprise implicit lightfm``, the ``bench`` extra); a peer that cannot
 be imported gets a row saying why.
 
-Usage (from the repository root)::
+Usage (from the repository root; times measured on a 2-CPU Intel Xeon VM,
+one thread, the other CPU busy with another job, without LightFM)::
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_peers.py           # ~2 minutes
-    OMP_NUM_THREADS=1 python benchmarks/bench_peers.py --quick   # ~1 minute
+    OMP_NUM_THREADS=1 python benchmarks/bench_peers.py           # ~3.5 min
+    OMP_NUM_THREADS=1 python benchmarks/bench_peers.py --dataset 100k   # ~80 s
+    OMP_NUM_THREADS=1 python benchmarks/bench_peers.py --quick   # ~40 s
 
-Results: markdown tables on stdout and ``benchmarks/results/peers.json``.
+(both data sets: 207 s in all, 80 s for ML-100K and 127 s for latest-small,
+where EASE, SVD++ and the sampled-negative MF fits take longer; ``--quick``:
+37 s.)
+
+Results: markdown tables on stdout and ``benchmarks/results/peers.json``,
+whose ``"datasets"`` maps each data set run (``"100k"``, ``"latest-small"``)
+to its sizes, protocol, ``ratings`` and ``topn`` rows and verdict. The file
+holds only the data sets of the last run: rerun with the default ``both``
+before ``make_readme_tables.py`` (its top-level summary needs ML-100K).
 """
 
 import argparse
@@ -55,7 +79,7 @@ from _harness import (
     add_common_arguments,
     describe_environment,
     format_environment,
-    load_movielens_100k,
+    load_movielens,
     print_table,
     set_threads,
     write_json,
@@ -83,6 +107,14 @@ ALS = dict(factors=64, regularization=0.05, iterations=15)
 BPR = dict(factors=64, learning_rate=0.01, regularization=0.01, iterations=100)
 WARP = dict(no_components=64, loss="warp", epochs=30)
 
+# The MovieLens variants this script runs on, with each one's rating scale
+# (predictions are clipped to it for the RMSE, and Surprise's Reader uses it).
+DATASETS = {
+    "100k": {"name": "MovieLens-100K", "short": "ML-100K", "rating_range": (1.0, 5.0)},
+    "latest-small": {"name": "MovieLens latest-small", "short": "ML latest-small",
+                     "rating_range": (0.5, 5.0)},
+}
+
 
 # -- data ----------------------------------------------------------------------
 
@@ -98,8 +130,8 @@ def implicit_split(ml, random_state=0):
     return X.iloc[train], X.iloc[test]
 
 
-def rmse(pred, y):
-    pred = np.clip(np.asarray(pred, dtype=float), 1.0, 5.0)
+def rmse(pred, y, rating_range):
+    pred = np.clip(np.asarray(pred, dtype=float), *rating_range)
     return float(np.sqrt(np.mean((pred - np.asarray(y, dtype=float)) ** 2)))
 
 
@@ -161,10 +193,10 @@ def score_all(est, test):
 # -- 1. ratings ----------------------------------------------------------------------
 
 
-def surprise_fit_rmse(algo_cls, params, train, test):
+def surprise_fit_rmse(algo_cls, params, train, test, rating_range):
     from surprise import Dataset, Reader
 
-    reader = Reader(rating_scale=(1, 5))
+    reader = Reader(rating_scale=rating_range)
     trainset = Dataset.load_from_df(train[["user", "item", "rating"]], reader)
     trainset = trainset.build_full_trainset()
     algo = algo_cls(random_state=0, **params)
@@ -172,11 +204,21 @@ def surprise_fit_rmse(algo_cls, params, train, test):
         algo.fit(trainset)
     testset = list(zip(test["user"], test["item"], test["rating"].astype(float)))
     preds = algo.test(testset)
-    return rmse([p.est for p in preds], test["rating"]), t
+    return rmse([p.est for p in preds], test["rating"], rating_range), t
 
 
-def run_ratings(ml, args):
+def _tuned_note(dataset):
+    """Where bench_mf.py's settings were chosen, for a dataset other than ML-100K."""
+    return "" if dataset == "100k" else " (chosen by bench_mf.py on ML-100K validation)"
+
+
+def run_ratings(ml, args, dataset):
+    rating_range = DATASETS[dataset]["rating_range"]
     train, test = explicit_split(ml)
+    lo, hi = train["rating"].min(), train["rating"].max()
+    if lo < rating_range[0] or hi > rating_range[1]:
+        raise ValueError(f"ratings span [{lo}, {hi}], outside the declared scale "
+                         f"{rating_range}")
     rows = []
 
     est = MatrixFactorization(random_state=0)
@@ -184,7 +226,7 @@ def run_ratings(ml, args):
         est.set_params(max_iter=5)
     with Timer() as t:
         est.fit(train[["user", "item"]], train["rating"].to_numpy(dtype=np.float64))
-    r = rmse(est.predict(test[["user", "item"]]), test["rating"])
+    r = rmse(est.predict(test[["user", "item"]]), test["rating"], rating_range)
     rows.append(dict(model="sklearn_recsys MatrixFactorization (defaults, loss='mse')",
                      settings=_params(est, ["n_components", "max_iter", "alpha",
                                             "learning_rate_init", "batch_size"]),
@@ -196,9 +238,10 @@ def run_ratings(ml, args):
     est = MatrixFactorization(loss="mse", random_state=0, **cfg)
     with Timer() as t:
         est.fit(train[["user", "item"]], train["rating"].to_numpy(dtype=np.float64))
-    r = rmse(est.predict(test[["user", "item"]]), test["rating"])
+    r = rmse(est.predict(test[["user", "item"]]), test["rating"], rating_range)
     rows.append(dict(model="sklearn_recsys MatrixFactorization (bench_mf.py tuned, "
-                           "loss='mse')", settings=_describe(cfg), rmse=r,
+                           "loss='mse')", settings=_describe(cfg) + _tuned_note(dataset),
+                     rmse=r,
                      fit_s=t.elapsed, fit_cpu_s=t.cpu))
     print(f"  MF mse tuned: RMSE {r:.4f} ({t.elapsed:.1f} s)", flush=True)
 
@@ -211,7 +254,7 @@ def run_ratings(ml, args):
         return dict(rows=rows, n_train=len(train), n_test=len(test))
 
     version = surprise.__version__
-    r, t = surprise_fit_rmse(SVD, {}, train, test)
+    r, t = surprise_fit_rmse(SVD, {}, train, test, rating_range)
     rows.append(dict(model=f"Surprise {version} SVD (defaults)",
                      settings="n_factors=100, n_epochs=20, lr_all=0.005, reg_all=0.02",
                      rmse=r, fit_s=t.elapsed, fit_cpu_s=t.cpu))
@@ -223,11 +266,11 @@ def run_ratings(ml, args):
     grid = SVD_TUNED_GRID[:1] if args.quick else SVD_TUNED_GRID
     val = []
     for params in grid:
-        v, _ = surprise_fit_rmse(SVD, params, inner_tr, inner_va)
+        v, _ = surprise_fit_rmse(SVD, params, inner_tr, inner_va, rating_range)
         val.append(dict(params=params, val_rmse=v))
         print(f"  Surprise SVD val {params}: {v:.4f}", flush=True)
     best = min(val, key=lambda d: d["val_rmse"])["params"]
-    r, t = surprise_fit_rmse(SVD, best, train, test)
+    r, t = surprise_fit_rmse(SVD, best, train, test, rating_range)
     rows.append(dict(model=f"Surprise {version} SVD (tuned on validation)",
                      settings=_describe(best), rmse=r, fit_s=t.elapsed,
                      fit_cpu_s=t.cpu, validation=val))
@@ -237,7 +280,7 @@ def run_ratings(ml, args):
         rows.append(dict(model=f"Surprise {version} SVD++", settings="defaults",
                          status="skipped in --quick (slow)"))
     else:
-        r, t = surprise_fit_rmse(SVDpp, {}, train, test)
+        r, t = surprise_fit_rmse(SVDpp, {}, train, test, rating_range)
         rows.append(dict(model=f"Surprise {version} SVD++ (defaults)",
                          settings="n_factors=20, n_epochs=20, lr_all=0.007, "
                          "reg_all=0.02", rmse=r, fit_s=t.elapsed, fit_cpu_s=t.cpu))
@@ -276,21 +319,26 @@ def implicit_topk(model, user_items):
     return topk
 
 
-def run_topn(ml, args):
+def run_topn(ml, args, dataset):
     train, test = implicit_split(ml)
     rows = []
 
-    for loss in ("bpr", "bce"):
+    # softmax: the recommended implicit configuration (package defaults)
+    for loss in ("bpr", "bce", "softmax"):
         est = MatrixFactorization(loss=loss, random_state=0)
         if args.quick:
             est.set_params(max_iter=5)
         with Timer() as t:
             est.fit(train)
         s = score_all(est, test)
+        names = ["n_components", "max_iter", "alpha", "learning_rate_init"]
+        if loss == "softmax":  # no sampled negatives; batches of whole users
+            names.append("batch_size")
+        else:
+            names.insert(3, "n_negatives")
         rows.append(dict(model=f"sklearn_recsys MatrixFactorization (defaults, "
                                f"loss='{loss}')",
-                         settings=_params(est, ["n_components", "max_iter", "alpha",
-                                                "n_negatives", "learning_rate_init"]),
+                         settings=_params(est, names),
                          **s, fit_s=t.elapsed, fit_cpu_s=t.cpu))
         print(f"  MF {loss}: NDCG@10 {s['ndcg@10']:.4f} ({t.elapsed:.1f} s)", flush=True)
 
@@ -303,7 +351,8 @@ def run_topn(ml, args):
             est.fit(train)
         s = score_all(est, test)
         rows.append(dict(model=f"sklearn_recsys MatrixFactorization (bench_mf.py "
-                               f"tuned, loss='{loss}')", settings=_describe(cfg),
+                               f"tuned, loss='{loss}')",
+                         settings=_describe(cfg) + _tuned_note(dataset),
                          **s, fit_s=t.elapsed, fit_cpu_s=t.cpu))
         print(f"  MF {loss} tuned: NDCG@10 {s['ndcg@10']:.4f}", flush=True)
 
@@ -434,47 +483,77 @@ def verdict(ratings, topn):
     return notes
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_common_arguments(parser)
-    args = parser.parse_args(argv)
-    set_threads(args.threads)
-    env = describe_environment("cpu")
-    print("## Peers on MovieLens-100K" + (" (--quick)" if args.quick else ""))
-    print(format_environment(env))
+RATING_COLS = [("model", "model"), ("settings", "settings"), ("rmse", "test RMSE"),
+               ("fit_s", "fit wall (s)"), ("fit_cpu_s", "fit CPU (s)"),
+               ("status", "status")]
+TOPN_COLS = [("model", "model"), ("settings", "settings"), ("ndcg@10", "NDCG@10"),
+             ("recall@10", "Recall@10"), ("hr@10", "HR@10"),
+             ("fit_s", "fit wall (s)"), ("fit_cpu_s", "fit CPU (s)"),
+             ("status", "status")]
+
+
+def protocol(dataset):
+    lo, hi = DATASETS[dataset]["rating_range"]
+    return {
+        "ratings": "train_test_split(ratings, strategy='random', test_size=0.2, "
+        f"random_state=0); RMSE of predictions clipped to [{lo:g}, {hi:g}]",
+        "topn": "UserHoldout(test_size=0.2, random_state=0) of all ratings as "
+        "positives; training items excluded; make_ranking_scorer(metric, k=10) "
+        "for ours and for the peers (through PeerRecommender)",
+    }
+
+
+def run_dataset(dataset, args):
+    """Both sections on one MovieLens variant; the result dict of peers.json."""
+    spec = DATASETS[dataset]
+    print(f"\n## {spec['name']}" + (" (--quick)" if args.quick else ""), flush=True)
     start = time.perf_counter()
-    ml = load_movielens_100k(args.data_home)
+    ml = load_movielens(dataset, args.data_home)
     if ml is None:
-        write_json("peers", dict(environment=env, skipped="MovieLens-100K not found"),
-                   args.output)
-        return 0
-    ratings = run_ratings(ml, args)
-    cols = [("model", "model"), ("settings", "settings"), ("rmse", "test RMSE"),
-            ("fit_s", "fit wall (s)"), ("fit_cpu_s", "fit CPU (s)"),
-            ("status", "status")]
-    print_table("ML-100K ratings: random 80/20 split, test RMSE (clipped to [1, 5])",
-                ratings["rows"], cols)
-    topn = run_topn(ml, args)
-    cols = [("model", "model"), ("settings", "settings"), ("ndcg@10", "NDCG@10"),
-            ("recall@10", "Recall@10"), ("hr@10", "HR@10"), ("fit_s", "fit wall (s)"),
-            ("fit_cpu_s", "fit CPU (s)"), ("status", "status")]
-    print_table("ML-100K top-N: UserHoldout(0.2), all unseen items ranked, "
-                "make_ranking_scorer", topn["rows"], cols)
+        return {"name": spec["name"], "skipped": f"{spec['name']} not found"}
+    X = ml.interactions
+    info = {"name": spec["name"], "n_ratings": len(X),
+            "n_users": int(X["user"].nunique()), "n_items": int(X["item"].nunique()),
+            "rating_range": list(spec["rating_range"])}
+    print(f"{info['n_ratings']:,} ratings, {info['n_users']:,} users, "
+          f"{info['n_items']:,} items", flush=True)
+    lo, hi = spec["rating_range"]
+    ratings = run_ratings(ml, args, dataset)
+    print_table(f"{spec['short']} ratings: random 80/20 split, test RMSE (clipped to "
+                f"[{lo:g}, {hi:g}])", ratings["rows"], RATING_COLS)
+    topn = run_topn(ml, args, dataset)
+    print_table(f"{spec['short']} top-N: UserHoldout(0.2), all unseen items ranked, "
+                "make_ranking_scorer", topn["rows"], TOPN_COLS)
     notes = verdict(ratings, topn)
     print("\n" + "\n".join(notes))
     wall = time.perf_counter() - start
-    path = write_json("peers", dict(
-        environment=env,
-        settings=dict(quick=args.quick, threads=args.threads),
-        protocol=dict(
-            ratings="train_test_split(ratings, strategy='random', test_size=0.2, "
-            "random_state=0); RMSE of predictions clipped to [1, 5]",
-            topn="UserHoldout(test_size=0.2, random_state=0) of all 100k ratings as "
-            "positives; training items excluded; make_ranking_scorer(metric, k=10) "
-            "for ours and for the peers (through PeerRecommender)",
-        ),
-        ratings=ratings, topn=topn, verdict=notes, wall_time_s=wall,
-    ), args.output)
+    print(f"\n{spec['short']}: {wall:.0f} s", flush=True)
+    return {**info, "protocol": protocol(dataset), "ratings": ratings, "topn": topn,
+            "verdict": notes, "wall_time_s": wall}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_common_arguments(parser)
+    parser.add_argument("--dataset", choices=[*DATASETS, "both"], default="both",
+                        help="MovieLens variant(s) to run on (default: both)")
+    args = parser.parse_args(argv)
+    set_threads(args.threads)
+    env = describe_environment("cpu")
+    keys = list(DATASETS) if args.dataset == "both" else [args.dataset]
+    print("# Peers on " + " and ".join(DATASETS[k]["name"] for k in keys)
+          + (" (--quick)" if args.quick else ""))
+    print(format_environment(env))
+    start = time.perf_counter()
+    results = {key: run_dataset(key, args) for key in keys}
+    wall = time.perf_counter() - start
+    path = write_json("peers", {
+        "environment": env,
+        "settings": {"quick": args.quick, "threads": args.threads,
+                     "dataset": args.dataset},
+        "datasets": results,
+        "wall_time_s": wall,
+    }, args.output)
     print(f"\nTotal {wall:.0f} s. Results written to {path}")
     return 0
 

@@ -166,31 +166,49 @@ def cnn():
     return "\n".join(out)
 
 
+def _peer_datasets(d):
+    """``{variant: result}`` of ``peers.json``, one entry per MovieLens variant
+    (an older file without ``"datasets"`` holds ML-100K alone)."""
+    if "datasets" in d:
+        return d["datasets"]
+    return {"100k": {**d, "name": "MovieLens-100K"}}
+
+
 def peers():
     d = _load("peers")
     d["_name"] = "peers"
-    out = ["### Peers on MovieLens-100K (`bench_peers.py`)", "",
-           f"Ratings: {d['protocol']['ratings']}.", ""]
-    rows = [dict(model=r["model"], settings=r.get("settings", ""),
-                 rmse=_f(r.get("rmse")), fit=_f(r.get("fit_s"), ".1f"),
-                 cpu=_f(r.get("fit_cpu_s"), ".1f"),
-                 status=r.get("status", "")) for r in d["ratings"]["rows"]]
-    out.append(markdown_table(rows, [("model", "model"), ("settings", "settings"),
-                                     ("rmse", "test RMSE"), ("fit", "fit wall (s)"),
-                                     ("cpu", "fit CPU (s)"),
-                                     ("status", "status")]))
-    out += ["", f"Top-N: {d['protocol']['topn']}.", ""]
-    rows = [dict(model=r["model"], settings=r.get("settings", ""),
-                 ndcg=_f(r.get("ndcg@10")), recall=_f(r.get("recall@10")),
-                 hr=_f(r.get("hr@10")), fit=_f(r.get("fit_s"), ".1f"),
-                 cpu=_f(r.get("fit_cpu_s"), ".1f"), status=r.get("status", "")) for r in d["topn"]["rows"]]
-    out.append(markdown_table(rows, [("model", "model"), ("settings", "settings"),
-                                     ("ndcg", "NDCG@10"), ("recall", "Recall@10"),
-                                     ("hr", "HR@10"), ("fit", "fit wall (s)"),
-                                     ("cpu", "fit CPU (s)"), ("status", "status")]))
-    out += ["", "Our models against the best peer (computed from the rows above):", ""]
-    out += _margins(d["ratings"]["rows"], "rmse", "RMSE", lower_is_better=True)
-    out += _margins(d["topn"]["rows"], "ndcg@10", "NDCG@10", lower_is_better=False)
+    out = ["### Peers (`bench_peers.py`)"]
+    for key, r in _peer_datasets(d).items():
+        out += ["", f"#### {r.get('name', key)}", ""]
+        if "skipped" in r:
+            out.append(f"Not run: {r['skipped']}.")
+            continue
+        if "n_ratings" in r:
+            out += [(f"{r['n_ratings']:,} ratings, {r['n_users']:,} users, "
+                     f"{r['n_items']:,} items."), ""]
+        out += [f"Ratings: {r['protocol']['ratings']}.", ""]
+        rows = [{"model": x["model"], "settings": x.get("settings", ""),
+                 "rmse": _f(x.get("rmse")), "fit": _f(x.get("fit_s"), ".1f"),
+                 "cpu": _f(x.get("fit_cpu_s"), ".1f"), "status": x.get("status", "")}
+                for x in r["ratings"]["rows"]]
+        out.append(markdown_table(rows, [("model", "model"), ("settings", "settings"),
+                                         ("rmse", "test RMSE"),
+                                         ("fit", "fit wall (s)"),
+                                         ("cpu", "fit CPU (s)"), ("status", "status")]))
+        out += ["", f"Top-N: {r['protocol']['topn']}.", ""]
+        rows = [{"model": x["model"], "settings": x.get("settings", ""),
+                 "ndcg": _f(x.get("ndcg@10")), "recall": _f(x.get("recall@10")),
+                 "hr": _f(x.get("hr@10")), "fit": _f(x.get("fit_s"), ".1f"),
+                 "cpu": _f(x.get("fit_cpu_s"), ".1f"), "status": x.get("status", "")}
+                for x in r["topn"]["rows"]]
+        out.append(markdown_table(rows, [("model", "model"), ("settings", "settings"),
+                                         ("ndcg", "NDCG@10"), ("recall", "Recall@10"),
+                                         ("hr", "HR@10"), ("fit", "fit wall (s)"),
+                                         ("cpu", "fit CPU (s)"), ("status", "status")]))
+        out += ["", "Our models against the best peer (computed from the rows above):",
+                ""]
+        out += _margins(r["ratings"]["rows"], "rmse", "RMSE", lower_is_better=True)
+        out += _margins(r["topn"]["rows"], "ndcg@10", "NDCG@10", lower_is_better=False)
     out += ["", _stamp(d)]
     return "\n".join(out)
 
@@ -327,31 +345,66 @@ def _pick(rows, prefix, key):
     raise KeyError(f"no row for {prefix!r} with {key!r}")
 
 
+def _find(rows, key, *parts):
+    """``key`` of the first row whose model contains every one of ``parts``
+    (a peer's version is not spelled out), or None when no row has it."""
+    for r in rows:
+        if all(part in r["model"] for part in parts) and r.get(key) is not None:
+            return r[key]
+    return None
+
+
+def _joined(named):
+    """``"name value, ..."`` of the ``(name, value)`` pairs that have a value."""
+    return ", ".join(f"{name} {value:.3f}" for name, value in named if value is not None)
+
+
+def _peer_headline_rows(result, label="", popularity=None):
+    """The ratings and top-N rows of the top-level README for one dataset of
+    ``peers.json``; our MF and EASE rows must be there, a missing peer is left
+    out of its cell."""
+    rat, top = result["ratings"]["rows"], result["topn"]["rows"]
+    ours = "sklearn_recsys MatrixFactorization (defaults"
+    svd = _find(rat, "rmse", "Surprise", "SVD (defaults")
+    svd_tuned = _find(rat, "rmse", "Surprise", "SVD (tuned")
+    svd = (f"Surprise SVD {svd:.3f} (default), {svd_tuned:.3f} (tuned)"
+           if svd is not None and svd_tuned is not None else "")
+    svdpp = _joined([("SVD++", _find(rat, "rmse", "Surprise", "SVD++"))])
+    peers_rmse = "; ".join(x for x in (svd, svdpp) if x)
+    peers_ndcg = _joined([
+        ("LightFM WARP", _find(top, "ndcg@10", "LightFM", "WARP")),
+        ("implicit ALS", _find(top, "ndcg@10", "implicit", "AlternatingLeastSquares")),
+        ("implicit BPR", _find(top, "ndcg@10", "implicit", "BayesianPersonalized")),
+        ("Popularity", popularity),
+    ])
+    mf = [(loss, _find(top, "ndcg@10", f"{ours}, loss={loss!r}"))
+          for loss in ("softmax", "bpr", "bce")]  # softmax: absent from older files
+    mf = ", ".join(f"{v:.3f} ({loss})" for loss, v in mf if v is not None)
+    if not mf:
+        raise KeyError("no MatrixFactorization top-N row in peers.json")
+    return [
+        {"task": f"ratings, RMSE (random 80/20){label}",
+         "ours": f"MF {_pick(rat, ours, 'rmse'):.3f}",
+         "peers": peers_rmse or "no peer measured"},
+        {"task": f"top-N, NDCG@10 (per-user 80/20, full ranking){label}",
+         "ours": f"MF {mf}; EASE {_pick(top, 'sklearn_recsys EASE', 'ndcg@10'):.3f}",
+         "peers": peers_ndcg or "no peer measured"},
+    ]
+
+
 def headline():
     """The results block of the top-level README, from the same JSON files."""
     p, seq, cnn_ = _load("peers"), _load("sequential"), _load("cnn")
     ov, base = _load("overhead"), _load("baselines")
-    rat, top = p["ratings"]["rows"], p["topn"]["rows"]
-    ours = "sklearn_recsys MatrixFactorization (defaults"
-    ours_bpr, ours_bce = f"{ours}, loss='bpr'", f"{ours}, loss='bce'"
+    by_dataset = _peer_datasets(p)
     s = {r["model"]: r["ndcg@10"] for r in seq["results"]}
     pop = {r["model"]: r["ndcg@10"] for r in base["movielens"]["results"]}
     digits = cnn_["digits_cold_start"]["ndcg@10_cold"]
     text = cnn_["ml100k_cold_start"]["ndcg@10_cold"]
-    rows = [
-        dict(task="ratings, RMSE (random 80/20)",
-             ours=f"MF {_pick(rat, ours, 'rmse'):.3f}",
-             peers=f"Surprise SVD {_pick(rat, 'Surprise 1.1.5 SVD (defaults', 'rmse'):.3f} "
-             f"(default), {_pick(rat, 'Surprise 1.1.5 SVD (tuned', 'rmse'):.3f} (tuned); "
-             f"SVD++ {_pick(rat, 'Surprise 1.1.5 SVD++', 'rmse'):.3f}"),
-        dict(task="top-N, NDCG@10 (per-user 80/20, full ranking)",
-             ours=f"MF {_pick(top, ours_bpr, 'ndcg@10'):.3f} (bpr), "
-             f"{_pick(top, ours_bce, 'ndcg@10'):.3f} (bce); "
-             f"EASE {_pick(top, 'sklearn_recsys EASE', 'ndcg@10'):.3f}",
-             peers=f"LightFM WARP {_pick(top, 'LightFM', 'ndcg@10'):.3f}, implicit ALS "
-             f"{_pick(top, 'implicit 0.7.3 Alternating', 'ndcg@10'):.3f}, implicit BPR "
-             f"{_pick(top, 'implicit 0.7.3 Bayesian', 'ndcg@10'):.3f}, Popularity "
-             f"{pop['Popularity']:.3f}"),
+    rows = _peer_headline_rows(by_dataset["100k"], popularity=pop["Popularity"])
+    if "ratings" in by_dataset.get("latest-small", {}):
+        rows += _peer_headline_rows(by_dataset["latest-small"], label=", latest-small")
+    rows += [
         dict(task="next item, NDCG@10 (leave-last-out)",
              ours=f"Attention {s['attention']:.3f}, LSTM {s['lstm']:.3f}",
              peers=f"Popularity {s['popularity']:.3f}"),
@@ -376,7 +429,8 @@ def headline():
     except OSError:
         gpu_line = "GPU figures are still to be measured."
     return "\n".join([
-        "## Results (MovieLens-100K, 2-core CPU; details in `benchmarks/README.md`)",
+        ("## Results (MovieLens-100K unless noted, 2-core CPU; details in "
+         "`benchmarks/README.md`)"),
         "",
         markdown_table(rows, [("task", "task (protocol)"), ("ours", "ours"),
                               ("peers", "peers / baselines")]),
