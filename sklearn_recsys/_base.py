@@ -324,7 +324,12 @@ class BaseRecommender(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
                 if all(v >= 0 for v in raw):
                     return raw  # unknown indices, handled by handle_unknown
         if raw.dtype.kind == "f" and np.all(np.isfinite(raw)) and np.all(raw == np.round(raw)):
-            raw = raw.astype(np.int64)
+            if (raw < 0).any():
+                pass  # refused below
+            elif (raw >= 2.0**63).any():  # beyond int64: no row/column has that index
+                return np.array([int(v) for v in raw], dtype=object)
+            else:
+                raw = raw.astype(np.int64)
         if raw.dtype.kind not in "iu" or (raw < 0).any():
             raise ValueError(
                 f"This estimator was fitted on a user x item matrix, so {kind} ids "

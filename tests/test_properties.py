@@ -73,7 +73,7 @@ xfail reproduction, until it is fixed.
 # fits once, then calls predict/transform/recommend (own users, and the
 # data as histories)/score/similar_items on the fitted model; a bad_queries
 # case makes 1-3 calls on a fitted fixture; a before_fit case calls the five
-# methods. Plus 13 regression tests of the bugs it found, all fixed.
+# methods. Plus 14 regression tests of the bugs it found, all fixed.
 # About 40 s on 2 CPU cores; PROPERTIES_SCALE=5 runs five times as many
 # cases (about 3.5 min; clean when this was written).
 
@@ -114,7 +114,7 @@ NEURAL = {"max_iter": 1, "batch_size": 64, "random_state": 0}
 CONFIGS = {
     "mf-dot": (
         MatrixFactorization, dict(n_components=2, **NEURAL),
-        [{"loss": "bpr"}, {"loss": "bce"}, {"loss": "mse"}],
+        [{"loss": "bpr"}, {"loss": "bce"}, {"loss": "mse"}, {"loss": "softmax"}],
     ),
     "mf-neumf": (
         MatrixFactorization,
@@ -1338,3 +1338,16 @@ def test_regression_ease_gram_overflow():
         return  # refused: fine
     assert np.isfinite(ease.coef_).all()
     assert np.isfinite(ease.predict(X)).all()
+
+
+def test_regression_float_row_indices_beyond_int64_are_unknown_users():
+    # found at PROPERTIES_SCALE=4: 2.0**64 was cast to int64 (wrapping to a
+    # negative number) and refused as a negative row index
+    X = sp.csr_array(np.array([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]]))
+    pop = Popularity().fit(X)
+    ids, _ = pop.recommend([1.0, 2.0**64], k=1, exclude_seen=False)
+    assert ids.shape == (2, 1)
+    with pytest.raises(ValueError, match="not seen during fit"):
+        pop.set_params(handle_unknown="error").recommend([1.0, 2.0**64], k=1)
+    with pytest.raises(ValueError, match="non-negative integers"):
+        pop.recommend([1.0, -(2.0**64)], k=1)
