@@ -64,6 +64,18 @@ CANDIDATES = {
                                                  max_iter=100, random_state=0),
         "mf-bce-es": lambda: MatrixFactorization(loss="bce", early_stopping=True,
                                                  max_iter=100, random_state=0),
+        "mf-softmax": lambda: MatrixFactorization(loss="softmax", random_state=0),
+        "mf-softmax-es": lambda: MatrixFactorization(loss="softmax", early_stopping=True,
+                                                     max_iter=100, random_state=0),
+        **{
+            f"mf-softmax-b{batch}-a{alpha}-e{epochs}": (
+                lambda batch=batch, alpha=alpha, epochs=epochs: MatrixFactorization(
+                    loss="softmax", batch_size=batch, alpha=alpha, max_iter=epochs,
+                    random_state=0)
+            )
+            for batch in (1024, 4096, 8192) for alpha in (0.07, 0.1, 0.15)
+            for epochs in (20, 30, 40)
+        },
         "ease": lambda: EASE(),
         "itemknn": lambda: ItemKNN(),
         "popularity": lambda: Popularity(),
@@ -75,6 +87,14 @@ CANDIDATES = {
                                                      random_state=0),
         "lstm-es": lambda: LSTMRecommender(early_stopping=True, max_iter=100,
                                            random_state=0),
+        **{
+            f"lstm-{name}": (lambda kw=kw: LSTMRecommender(random_state=0, **kw))
+            for name, kw in {
+                "e40": dict(max_iter=40), "lr5e-3": dict(learning_rate_init=5e-3),
+                "layers1": dict(n_layers=1), "dropout0.5": dict(dropout=0.5),
+                "len100": dict(max_len=100), "dim128": dict(embedding_dim=128),
+            }.items()
+        },
         "ease": lambda: EASE(),
         "popularity": lambda: Popularity(),
     },

@@ -10,9 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sklearn_recsys import EASE, MatrixFactorization
+from sklearn_recsys import (
+    EASE,
+    AttentionRecommender,
+    LSTMRecommender,
+    MatrixFactorization,
+)
 from sklearn_recsys.datasets import fetch_movielens
-from sklearn_recsys.model_selection import UserHoldout, train_test_split
+from sklearn_recsys.model_selection import LeaveLastOut, UserHoldout, train_test_split
 
 DATA_HOME = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -65,3 +70,16 @@ def test_ease_ndcg(implicit_split):
     """EASE with its default l2_reg: NDCG@10 >= 0.44 (measured 0.4426)."""
     train, test = implicit_split
     assert EASE().fit(train).score(test) >= 0.44
+
+
+@pytest.mark.parametrize(
+    "cls, floor", [(AttentionRecommender, 0.11), (LSTMRecommender, 0.10)],
+    ids=["attention", "lstm"],
+)
+def test_next_item_ndcg(ml100k, cls, floor):
+    """Leave-last-out, the next item ranked among all unseen items, defaults:
+    NDCG@10 >= 0.11 (attention, measured 0.1153) and >= 0.10 (LSTM, 0.1121)."""
+    X = ml100k.interactions[["user", "item", "timestamp"]]
+    train_idx, test_idx = next(LeaveLastOut().split(X))
+    est = cls(random_state=0).fit(X.iloc[train_idx])
+    assert est.score(X.iloc[test_idx]) >= floor
