@@ -54,7 +54,8 @@ CANDIDATES = {
                 lambda alpha=alpha, epochs=epochs, dim=dim: MatrixFactorization(
                     alpha=alpha, max_iter=epochs, n_components=dim, random_state=0)
             )
-            for alpha in (0.07, 0.1, 0.14, 0.2, 0.28) for epochs in (30, 60) for dim in (64, 128)
+            for alpha in (0.07, 0.1, 0.12, 0.14, 0.17, 0.2, 0.28) for epochs in (30, 60)
+            for dim in (64, 128)
         },
     },
     "topn": {

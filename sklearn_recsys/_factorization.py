@@ -70,11 +70,11 @@ class MatrixFactorization(PairRecommender):
     alpha : float or "auto", default="auto"
         L2 penalty on the factors and biases a batch touches (mean squared
         norm per interaction; for ``"softmax"``, the user's squared norm plus
-        the mean squared norm of the item factors). ``"auto"`` uses 0.1 for
-        ``"mse"``, 0.01 for ``"bpr"``, 0.03 for ``"bce"`` (values tuned on
-        MovieLens-100K, see ``benchmarks/bench_mf.py``) and 0.1 for
-        ``"softmax"`` (chosen on validation splits of MovieLens-100K and
-        latest-small, ``benchmarks/tune_defaults.py``).
+        the mean squared norm of the item factors). ``"auto"`` uses 0.14 for
+        ``"mse"`` and 0.1 for ``"softmax"`` (chosen on validation splits of
+        MovieLens-100K and latest-small, ``benchmarks/tune_defaults.py``),
+        0.01 for ``"bpr"`` and 0.03 for ``"bce"`` (tuned on MovieLens-100K,
+        ``benchmarks/bench_mf.py``).
     max_iter : int, default=30
         Number of epochs.
     batch_size : int or "auto", default="auto"
@@ -156,7 +156,7 @@ class MatrixFactorization(PairRecommender):
                        StrOptions({"auto"})],
     }
 
-    _AUTO_ALPHA = {"mse": 0.1, "bpr": 0.01, "bce": 0.03, "softmax": 0.1}
+    _AUTO_ALPHA = {"mse": 0.14, "bpr": 0.01, "bce": 0.03, "softmax": 0.1}
 
     def _batch_size(self):
         if self.batch_size == "auto":
