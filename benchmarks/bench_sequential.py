@@ -156,7 +156,8 @@ def main(argv=None):
     parser.add_argument("--embedding-dim", type=int, default=64)
     parser.add_argument("--dropout", type=float, default=0.3)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--learning-rate", type=float, default=2e-3)
+    parser.add_argument("--learning-rate", type=float, default=None,
+                        help="Adam's learning rate (default: each model's own default)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--device", default="cpu")
@@ -179,9 +180,10 @@ def main(argv=None):
         max_len=args.max_len,
         dropout=args.dropout,
         batch_size=args.batch_size,
-        learning_rate_init=args.learning_rate,
         device=args.device,
     )
+    if args.learning_rate is not None:
+        common["learning_rate_init"] = args.learning_rate
     models = {
         "attention": lambda: AttentionRecommender(n_blocks=2, n_heads=1, **common),
         "lstm": lambda: LSTMRecommender(n_layers=2, **common),
