@@ -39,8 +39,8 @@ class MatrixFactorization(PairRecommender):
     * an **interaction table** (pandas DataFrame, one row per interaction,
       columns ``user_col`` and ``item_col``, ids of any hashable type) with
       optional ``y`` (ratings for ``loss="mse"``; click labels in [0, 1] for
-      ``"bce"``; non-negative weights for ``"bpr"``). ``predict`` returns one
-      score per row;
+      ``"bce"``; non-negative weights for ``"bpr"`` and ``"softmax"``).
+      ``predict`` returns one score per row;
     * a **user x item matrix** (scipy sparse or dense 2-D array): rows are
       users, columns items, stored (non-zero, for dense) entries are the
       interactions and their values the targets; ``y`` is ignored. ``predict``
@@ -97,7 +97,9 @@ class MatrixFactorization(PairRecommender):
         (``batch_size x (2 + n_negatives)``, negatives counting for
         ``"bce"``/``"bpr"`` only), where it was measured faster, else
         ``"adam"``. Both reach the same accuracy on MovieLens-100K. Under
-        ``warm_start`` the first fit's solver is kept.
+        ``warm_start`` the first fit's solver is kept. ``loss="softmax"``
+        updates every item at every step: ``"auto"`` is ``"adam"`` and
+        ``"sparse_adam"`` is refused.
     init_std : float, default=0.1
         Standard deviation of the factors' normal initialisation.
     %(early_stopping_pairs)s

@@ -13,7 +13,8 @@ of each observed entry over the whole catalogue, weighted by its value. For
 ``"bce"`` and ``"bpr"`` every item of ``negatives`` (all items when None) is a
 negative with weight ``n_negatives * n_u / n_negative_items``, the weight
 sampled negatives give each item during training. The L2 term is
-``alpha n_u |x|^2``.
+``alpha n_u |x|^2`` (``"softmax"``: ``alpha m |x|^2``, with ``m`` the mean
+training mass of a user, as in training).
 """
 
 import numpy as np
@@ -93,7 +94,7 @@ def _objective(scores, obs, v, loss, negative_weight, rows):
 @torch.enable_grad()
 def fold_in_gradient(
     score_all, dim, n_items, H, *, device, loss, alpha, n_negatives=4,
-    negatives=None, cost=1, n_steps=100, lr=0.05,
+    negatives=None, cost=1, n_steps=100, lr=0.05, penalty_mass=None,
 ):
     """Per-row fit of user representations by full-batch Adam.
 
@@ -119,6 +120,10 @@ def fold_in_gradient(
         users scored at once.
     n_steps, lr : int and float, default=100 and 0.05
         Steps and learning rate of Adam.
+    penalty_mass : float, default=None
+        The L2 term is ``alpha * penalty_mass * |x|^2`` when given (the
+        ``"softmax"`` loss penalises each user once per batch, as much as the
+        mean training mass of a user), else ``alpha * n_u * |x|^2``.
 
     Returns
     -------
@@ -134,6 +139,7 @@ def fold_in_gradient(
     else:
         neg_mask = negatives.float()
     w0 = n_negatives * counts / max(1.0, float(neg_mask.sum()))
+    mass = counts if penalty_mass is None else torch.full_like(counts, penalty_mass)
     x = torch.zeros(n, dim, device=device, requires_grad=True)
     optimizer = torch.optim.Adam([x], lr=lr)
     for _ in range(n_steps):
@@ -147,7 +153,7 @@ def fold_in_gradient(
             value = _objective(
                 scores, obs, values[sel], loss, w0[s:e, None] * neg_mask, rows[sel] - s
             )
-            value = value + alpha * (counts[s:e, None] * xs * xs).sum()
+            value = value + alpha * (mass[s:e, None] * xs * xs).sum()
             # gradients of the user rows only: the model is never written to
             (grad,) = torch.autograd.grad(value, x)
             x.grad = grad if x.grad is None else x.grad + grad

@@ -360,10 +360,12 @@ class PairRecommender(NeuralRecommender):
     """Shared by recommenders trained on (user, item, target) rows.
 
     ``loss`` is one of ``"mse"`` (ratings), ``"bce"`` (click labels in
-    [0, 1], sampled negatives labelled 0) or ``"bpr"`` (non-negative
-    weights, pairwise against sampled negatives). Negatives are drawn
-    uniformly among the items with training interactions that the user did
-    not interact with.
+    [0, 1], sampled negatives labelled 0), ``"bpr"`` (non-negative
+    weights, pairwise against sampled negatives) or ``"softmax"``
+    (non-negative weights, cross-entropy over the whole catalogue, batches
+    of whole users; models that support it). Negatives are drawn uniformly
+    among the items with training interactions that the user did not
+    interact with.
     """
 
     def _check_targets(self, values):
@@ -373,7 +375,8 @@ class PairRecommender(NeuralRecommender):
                 raise ValueError(
                     "loss='mse' needs explicit targets: pass the ratings as y "
                     "(or use a user x item matrix whose values are the ratings), "
-                    "or choose loss='bce'/'bpr' for implicit feedback."
+                    "or choose an implicit-feedback loss ('softmax' for MF, "
+                    "'bce' or 'bpr')."
                 )
             return None
         if self.loss == "bce" and (values.min() < 0 or values.max() > 1):
@@ -462,10 +465,11 @@ class PairRecommender(NeuralRecommender):
             (np.asarray(values, dtype=np.float32), (rows, data.items)),
             shape=(2 * n_users, fit.n_items),
         )
-        counts = np.diff(matrix.indptr)
+        # users by their mass: an all-zero-weight user is no user
+        mass = np.asarray(matrix.sum(axis=1)).ravel()
 
         def users_with_data(block):
-            users = np.flatnonzero(counts[block * n_users : (block + 1) * n_users])
+            users = np.flatnonzero(mass[block * n_users : (block + 1) * n_users] > 0)
             return TensorDataset({
                 "users": torch.as_tensor(users, device=device),
                 "rows": torch.as_tensor(users + block * n_users, device=device),
@@ -478,9 +482,14 @@ class PairRecommender(NeuralRecommender):
             torch.as_tensor(matrix.indices.astype(np.int64), device=device),
             torch.as_tensor(matrix.data, device=device), fit.n_items,
         )
-        per_user = len(rows) / max(1, len(train))
+        n_train = np.count_nonzero(matrix.data[: matrix.indptr[n_users]])
+        per_user = n_train / max(1, len(train))
+        # Per batch the loss is (sum of cross-entropies) / (batch mass) +
+        # alpha * mean |p_u|^2, so a user's penalty weighs like the mean
+        # mass of a training user: fold-in uses the same.
+        user_mass = float(mass[:n_users].sum()) / max(1, len(train))
         return TrainingData(
-            train, valid, transform,
+            train, valid, transform, fitted={"_user_mass_": user_mass},
             batch_size=max(1, int(round(self._batch_size() / per_user))),
         )
 
@@ -519,6 +528,11 @@ class PairRecommender(NeuralRecommender):
                 "item matrix of ratings (columns = item_ids_) instead."
             )
         H = histories.to_csr(len(self._item_index))
+        if self.loss in ("bpr", "softmax") and H.nnz and H.data.min() < 0:
+            raise ValueError(
+                f"loss={self.loss!r} folds new users in from non-negative "
+                f"interaction weights; the histories hold {H.data.min():g}."
+            )
         module, device, alpha = self._module(), self._device(), self._resolved_alpha()
         with module.scoring():
             if isinstance(module, LinearItemScorer):
@@ -539,6 +553,9 @@ class PairRecommender(NeuralRecommender):
                 score_all, dim, len(self._item_index), H, device=device,
                 loss=self.loss, alpha=alpha, n_negatives=self.n_negatives,
                 negatives=self._negative_items(device), cost=module.score_cost,
+                # softmax: the penalty of a user weighs like the mean training
+                # mass of a user (see ``_user_rows_data``)
+                penalty_mass=self._user_mass_ if self.loss == "softmax" else None,
             )
 
 

@@ -5,7 +5,8 @@ user representation is the user's factors and bias); for training,
 ``forward(users, items, neg_items=None) -> (pos, neg, penalty)`` returns the
 scores of the positive pairs, of the sampled negatives ``(B, n_negatives)``
 (or ``None``), and for each row the squared norm of the parameters it touched
-(the L2 penalty, ``(B,)``).
+(the L2 penalty, ``(B,)``). ``BiasedMF`` also takes ``targets`` instead of
+items (the full-catalogue loss): see :meth:`BiasedMF.forward`.
 
 The last row of every embedding table (index ``n_users``/``n_items``) is a
 zero padding row used for ids unseen at fit.
