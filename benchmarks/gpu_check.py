@@ -8,7 +8,7 @@ on the device differs from the CPU's by more than the stated tolerance
 negative sampling, dropout) differ between devices, so the two fits agree
 within seed noise, not bit for bit.
 
-Estimators: MatrixFactorization (``loss`` "mse", "bce", "bpr" and
+Estimators: MatrixFactorization (``loss`` "mse", "bce", "bpr", "softmax" and
 ``architecture="neumf"``), CNNRecommender with item images, LSTMRecommender,
 AttentionRecommender and the baselines Popularity, ItemKNN, EASE.
 
@@ -109,8 +109,8 @@ AMP_PRECISION = "bf16"
 AMP_MISSING = "not available in this version"
 
 # epochs of the neural models (full size; --quick uses QUICK_EPOCHS)
-EPOCHS = {"mf_mse": 20, "mf_bce": 10, "mf_bpr": 10, "neumf": 10, "cnn": 5,
-          "lstm": 10, "attention": 10}
+EPOCHS = {"mf_mse": 20, "mf_bce": 10, "mf_bpr": 10, "mf_softmax": 30, "neumf": 10,
+          "cnn": 5, "lstm": 10, "attention": 10}
 QUICK_EPOCHS = 2
 
 
@@ -244,6 +244,8 @@ def specs(implicit, explicit, sequential, content, movielens):
              dict(loss="bce"), "mf_bce"),
         Spec("MatrixFactorization(loss='bpr')", MatrixFactorization, implicit,
              dict(loss="bpr"), "mf_bpr"),
+        Spec("MatrixFactorization(loss='softmax')", MatrixFactorization, implicit,
+             dict(loss="softmax"), "mf_softmax"),
         Spec("MatrixFactorization(architecture='neumf', loss='bce')",
              MatrixFactorization, implicit, dict(architecture="neumf", loss="bce"),
              "neumf"),

@@ -422,9 +422,10 @@ def headline():
             f"On an {g['gpu']['name']} (`benchmarks/gpu_check.py`, synthetic data, default "
             f"batch sizes) every estimator's quality matches its CPU fit"
             f"{'' if g['passed'] else ' EXCEPT ' + ', '.join(g['failures'])}; epoch time "
-            f"{min(speed.values()):.1f}x to {max(speed.values()):.1f}x faster than the "
+            f"{min(speed.values()):.1f}x to {max(speed.values()):.1f}x the speed of the "
             f"host's {g['environment'].get('torch_threads', 16)}-thread CPU "
-            "(small default batches leave the GPU lightly loaded)."
+            f"(slowest: {min(speed, key=speed.get)}; small default batches leave the "
+            "GPU lightly loaded)."
         )
     except OSError:
         gpu_line = "GPU figures are still to be measured."

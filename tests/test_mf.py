@@ -471,6 +471,22 @@ def test_cuda_matches_cpu(implicit):
     assert _rmse(gpu.predict(df), y) == pytest.approx(cpu_rmse, rel=0.2)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_softmax_matches_cpu(implicit):
+    """The full-catalogue loss on CUDA: dense target rows built on the device,
+    early stopping, fold-in of histories, same quality as on the CPU."""
+    df, X = implicit
+    train, test = train_test_split(df, strategy="user", random_state=0)
+    params = dict(loss="softmax", n_components=8, batch_size=512, early_stopping=True,
+                  random_state=0)
+    gpu = MatrixFactorization(device="cuda", **params).fit(train)
+    assert next(gpu.net_.module_.parameters()).is_cuda
+    cpu = MatrixFactorization(**params).fit(train)
+    assert gpu.score(test) == pytest.approx(cpu.score(test), abs=0.03)
+    folded = gpu.transform(X[:20])
+    assert folded.shape == (20, 8) and np.isfinite(folded).all()
+
+
 def test_rejected_warm_start_keeps_the_fitted_model(implicit):
     df, _ = implicit
     mf = MatrixFactorization(loss="bpr", max_iter=1, warm_start=True, random_state=0)
