@@ -88,6 +88,8 @@ CANDIDATES = {
                                                      random_state=0),
         "lstm-es": lambda: LSTMRecommender(early_stopping=True, max_iter=100,
                                            random_state=0),
+        "attention-lr5e-3": lambda: AttentionRecommender(learning_rate_init=5e-3,
+                                                         random_state=0),
         **{
             f"lstm-{name}": (lambda kw=kw: LSTMRecommender(random_state=0, **kw))
             for name, kw in {

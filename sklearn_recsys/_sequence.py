@@ -221,8 +221,9 @@ class AttentionRecommender(SequenceRecommender):
     batch_size : int, default=64
         Training windows per mini-batch: one per ``max_len`` positions of a
         user's history (a short history is one window).
-    learning_rate_init : float, default=2e-3
-        Adam's learning rate.
+    learning_rate_init : float, default=5e-3
+        Adam's learning rate (chosen on validation splits of MovieLens-100K
+        and latest-small, ``benchmarks/tune_defaults.py``).
     %(early_stopping_sequences)s
     handle_unknown : {"fallback", "error"}, default="fallback"
         Unknown user ids: ``"fallback"`` gives them an empty history (zero
@@ -282,7 +283,7 @@ class AttentionRecommender(SequenceRecommender):
     def __init__(
         self, *, embedding_dim=64, max_len=50, n_blocks=2, n_heads=1, dropout=0.3,
         loss="softmax", n_negatives=1, alpha=0.0, max_iter=20, batch_size=64,
-        learning_rate_init=2e-3, early_stopping=False, validation_fraction=0.1,
+        learning_rate_init=5e-3, early_stopping=False, validation_fraction=0.1,
         n_iter_no_change=5, tol=1e-4, warm_start=False, handle_unknown="fallback",
         user_col="user", item_col="item", time_col="timestamp", device="cpu",
         callbacks=None, verbose=0, random_state=None, **kwargs,

@@ -83,7 +83,7 @@ def test_ease_ndcg(implicit_split):
 )
 def test_next_item_ndcg(ml100k, cls, floor):
     """Leave-last-out, the next item ranked among all unseen items, defaults:
-    NDCG@10 >= 0.11 (attention, measured 0.1153) and >= 0.10 (LSTM, 0.1121)."""
+    NDCG@10 >= 0.11 (attention, measured 0.1198) and >= 0.10 (LSTM, 0.1121)."""
     X = ml100k.interactions[["user", "item", "timestamp"]]
     train_idx, test_idx = next(LeaveLastOut().split(X))
     est = cls(random_state=0).fit(X.iloc[train_idx])
