@@ -50,15 +50,15 @@ scikit-surprise implicit lightfm``, the ``bench`` extra); a peer that cannot
 be imported gets a row saying why.
 
 Usage (from the repository root; times measured on a 2-CPU Intel Xeon VM,
-one thread, the other CPU busy with another job, without LightFM)::
+one thread, the other CPU busy with another job, LightFM included)::
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_peers.py           # ~3.5 min
+    OMP_NUM_THREADS=1 python benchmarks/bench_peers.py           # ~4.5 min
     OMP_NUM_THREADS=1 python benchmarks/bench_peers.py --dataset 100k   # ~80 s
     OMP_NUM_THREADS=1 python benchmarks/bench_peers.py --quick   # ~40 s
 
-(both data sets: 207 s in all, 80 s for ML-100K and 127 s for latest-small,
+(both data sets: 261 s in all, 100 s for ML-100K and 161 s for latest-small,
 where EASE, SVD++ and the sampled-negative MF fits take longer; ``--quick``:
-37 s.)
+about 40 s.)
 
 Results: markdown tables on stdout and ``benchmarks/results/peers.json``,
 whose ``"datasets"`` maps each data set run (``"100k"``, ``"latest-small"``)
