@@ -6,6 +6,7 @@ DataFrame, one row per interaction) or a user x item matrix (scipy sparse or
 dense, one row per user), and shares one ``recommend`` API.
 """
 
+from ._artifact import load, save
 from ._baselines import EASE, ItemKNN, Popularity
 from ._content import ItemContent
 from ._factorization import CNNRecommender, MatrixFactorization
@@ -14,13 +15,15 @@ from ._sequence import AttentionRecommender, LSTMRecommender
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "EASE",
     "AttentionRecommender",
     "CNNRecommender",
-    "EASE",
     "ItemContent",
     "ItemKNN",
     "LSTMRecommender",
     "MatrixFactorization",
     "Popularity",
     "__version__",
+    "load",
+    "save",
 ]

@@ -8,6 +8,7 @@ the previous fitted state at once: a fit that raises leaves the estimator as
 it was. See the developer guide ("Adding a recommender") for the hooks.
 """
 
+import copyreg
 import numbers
 import warnings
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ from ._input import (
     seen_matrix,
     table_to_interactions,
 )
+from ._portable import PORTABLE_VERSION, from_plain, to_plain
 from ._sequence_data import history_lists, is_history_list
 from ._topk import topk
 from ._training import resolve_device
@@ -192,6 +194,71 @@ class BaseRecommender(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             self.__dict__.pop(name, None)
         self.__dict__.update(state)
         self._fitted_names = tuple(state)
+
+    # -- portable state: artifacts (save/load) and skops ----------------------
+
+    # Fitted attributes that are not stored (rebuilt or training-only).
+    _NOT_PORTABLE = ()
+
+    def _portable_fitted_state(self):
+        """The fitted state in plain form (see :mod:`sklearn_recsys._artifact`)."""
+        return {
+            name: to_plain(self._portable_value(name)) for name in self._fitted_names
+            if name not in self._NOT_PORTABLE
+        }
+
+    def _portable_value(self, name):
+        return self.__dict__[name]
+
+    def _restore_portable_state(self, fitted, device, trusted=()):
+        """Set the fitted state from its plain form, on ``device``."""
+        state = {name: from_plain(value, device, trusted) for name, value in fitted.items()}
+        self._set_fitted_state(self._restored(state, device))
+
+    def _restored(self, state, device):
+        """Rebuild what ``_NOT_PORTABLE`` left out of a restored state."""
+        return state
+
+    def __reduce_ex__(self, protocol):
+        # pickle, copy and joblib keep the full state (the skorch net with its
+        # optimizer, for warm starts); ``__getstate__`` is the portable state
+        if protocol < 2:
+            return super().__reduce_ex__(protocol)
+        return copyreg.__newobj__, (type(self),), self._pickle_state()
+
+    def _pickle_state(self):
+        return BaseEstimator.__getstate__(self)
+
+    def __getstate__(self):
+        """Plain state: parameters and fitted arrays (what :mod:`skops.io` stores).
+
+        Pickle and :func:`copy.deepcopy` keep the full state instead.
+        """
+        state = {
+            "_portable_format": PORTABLE_VERSION,
+            "params": to_plain(self.get_params(deep=False)),
+        }
+        if getattr(self, "_fitted_names", None):
+            state["fitted"] = self._portable_fitted_state()
+        return state
+
+    def __setstate__(self, state):
+        if "_portable_format" not in state:  # pickle
+            super().__setstate__(state)
+            return
+        params = from_plain(state["params"])
+        type(self).__init__(self, **params)
+        if "fitted" in state:
+            device = str(params.get("device", "cpu"))
+            if device.startswith("cuda") and not torch.cuda.is_available():
+                warnings.warn(
+                    f"This estimator was fitted on {device!r}, which is not available "
+                    "here; loading it on the CPU instead.",
+                    UserWarning,
+                )
+                device = "cpu"
+                self.device = device
+            self._restore_portable_state(state["fitted"], resolve_device(device))
 
     def _validate_fit_input(self, X, y):
         """Validate ``X``/``y`` into a :class:`FitData`; nothing is stored."""

@@ -101,9 +101,16 @@ class _BaselineRecommender(BaseRecommender):
             device = "cpu"
         return self._build_module(state).to(device).eval()
 
-    def __getstate__(self):
-        state = dict(super().__getstate__())  # may be self.__dict__ itself
+    _NOT_PORTABLE = ("_scorer",)  # rebuilt from the fitted arrays
+
+    def _pickle_state(self):
+        state = dict(super()._pickle_state())  # may be self.__dict__ itself
         state.pop("_scorer", None)  # rebuilt from the fitted arrays on loading
+        return state
+
+    def _restored(self, state, device):
+        state["_fitted_device"] = str(device)
+        state["_scorer"] = self._scorer_for(state)
         return state
 
     def __setstate__(self, state):

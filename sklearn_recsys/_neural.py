@@ -33,6 +33,7 @@ from torch.nn import functional as F
 
 from ._base import BaseRecommender
 from ._fold_in import fold_in_gradient, fold_in_ridge
+from ._input import seen_matrix
 from ._objectives import (
     NegativeSampler,
     RecommenderLoss,
@@ -228,6 +229,13 @@ class NeuralRecommender(BaseRecommender):
         """Whether this fit continues ``net_`` (``warm_start``, same ids and net)."""
         if not (self.warm_start and hasattr(self, "net_")):
             return False
+        if getattr(self, "_from_artifact", False):
+            raise ValueError(
+                "warm_start=True continues the previous fit, but this model was loaded "
+                "from an artifact, which holds no training state (optimizer, "
+                "history); set warm_start=False to fit afresh, or keep models to "
+                "continue with pickle."
+            )
         if not (
             np.array_equal(self._user_index.ids, fit.user_index.ids)
             and np.array_equal(self._item_index.ids, fit.item_index.ids)
@@ -303,6 +311,23 @@ class NeuralRecommender(BaseRecommender):
             "_fitted_params": self.get_params(deep=False),
             **training.fitted,
         }
+
+    # -- portable state (artifacts, skops): the network's weights ----------------
+
+    # the warm-start record of the parameters: training state, not stored
+    _NOT_PORTABLE = ("_fitted_params", "_from_artifact")
+
+    def _portable_value(self, name):
+        return self.net_.module_ if name == "net_" else super()._portable_value(name)
+
+    def _restored(self, state, device):
+        """Wrap the restored network in a skorch net without training state."""
+        module = state["net_"]
+        net = RecommenderNet(module, criterion=torch.nn.MSELoss, device=str(device))
+        net.initialize()  # takes the module instance as it is
+        state["net_"] = net
+        state["_from_artifact"] = True  # no optimizer state to continue
+        return state
 
     def _new_module(self, fit, training):
         """The hook's network, initialised from the fit's own generator."""
@@ -650,6 +675,17 @@ class SequenceRecommender(NeuralRecommender):
         )
         fitted = {"_history_items": flat, "_history_indptr": indptr}
         return TrainingData(dataset, valid, sampler, fitted)
+
+    # the seen items are the training histories' items: rebuilt on loading
+    _NOT_PORTABLE = (*NeuralRecommender._NOT_PORTABLE, "_seen")
+
+    def _restored(self, state, device):
+        indptr = state["_history_indptr"]
+        users = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
+        state["_seen"] = seen_matrix(
+            users, state["_history_items"], (len(indptr) - 1, len(state["_item_index"]))
+        )
+        return super()._restored(state, device)
 
     def _criterion(self, fit):
         return SequenceLoss(**{"loss": self.loss, **self._net_params_for("criterion")})

@@ -1,6 +1,6 @@
 """The package's import graph keeps its layers.
 
-input -> nn -> training -> estimators -> evaluation/CLI: a module imports
+input -> nn -> training -> estimators -> evaluation/deployment/CLI: a module imports
 from its own layer or the layers below, never above (imports inside
 functions included).
 """
@@ -17,11 +17,14 @@ LAYERS = {
         "_input", "_content", "_sequence_data", "_topk", "_ranking", "_docs", "datasets",
     ],
     "nn": ["nn"],
-    "training": ["_training", "_objectives", "_fold_in"],
+    "training": ["_training", "_objectives", "_fold_in", "_portable"],
     "estimators": [
         "_base", "_evaluation", "_neural", "_factorization", "_sequence", "_baselines",
     ],
-    "evaluation/CLI": ["metrics", "model_selection", "_demo", "__main__", "__init__"],
+    "evaluation/deployment/CLI": [
+        "metrics", "model_selection", "_demo", "_artifact", "export", "serving", "__main__",
+        "__init__",
+    ],
 }
 ORDER = list(LAYERS)
 

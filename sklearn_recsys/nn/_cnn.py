@@ -258,6 +258,24 @@ class HybridCNN(LinearItemScorer):
         with torch.no_grad():
             self.global_bias.fill_(self.initial_global_bias)
 
+    def get_config(self):
+        """The constructor arguments, with the content the module holds now.
+
+        The content (``content_index``, ``images``, ``texts``) and the image
+        normalisation are the current buffers, which :meth:`set_content` may
+        have replaced since the module was built.
+        """
+        config = super().get_config()
+        config.update(
+            n_id_items=self.n_id_items, content_index=self.content_index[:-1],
+            images=self.images, texts=self.texts,
+        )
+        if self.image_tower is not None:
+            config.update(image_mean=self.image_mean, image_std=self.image_std)
+        if self.text_tower is not None:
+            config["n_tokens"] = self.text_tower.embedding.num_embeddings
+        return config
+
     # -- content ---------------------------------------------------------------
 
     def set_content(self, content_index=None, images=None, texts=None):

@@ -22,6 +22,10 @@ representation.
   every item vector once).
 * ``score_cost`` (class attribute): floats kept per (user, candidate) pair by
   ``score_all``; estimators divide their scoring blocks by it to bound memory.
+* ``get_config()``: the constructor arguments (recorded when the module is
+  built; tensors among them are data such as item content), so that
+  ``type(module)(**module.get_config())`` followed by ``load_state_dict``
+  rebuilds a fitted module (the artifacts of :func:`sklearn_recsys.save`).
 * ``reset_parameters(generator=None)``: initialise the parameters from the
   fit's own :class:`torch.Generator`; training-time randomness (dropout)
   draws from the generator made current by
@@ -32,6 +36,8 @@ Training goes through ``forward``, whose signature and output are agreed
 between a module and its estimator's criterion (see the training losses).
 """
 
+import functools
+import inspect
 from abc import ABCMeta, abstractmethod
 from contextlib import contextmanager
 
@@ -49,8 +55,41 @@ class Scorer(nn.Module, metaclass=ABCMeta):
     #: Floats ``score_all`` keeps per (user, candidate) pair.
     score_cost = 1
 
+    def __init_subclass__(cls, **kwargs):
+        # Record the arguments of the outermost constructor a module is built
+        # with (a subclass's ``__init__`` calling its base's records once).
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            return
+        signature = inspect.signature(init)
+
+        @functools.wraps(init)
+        def recording_init(self, *args, **kw):
+            init(self, *args, **kw)
+            if type(self).__init__ is recording_init:
+                bound = signature.bind(self, *args, **kw)
+                bound.apply_defaults()
+                config = dict(bound.arguments)
+                config.pop(next(iter(signature.parameters)))  # self
+                self.__dict__["_init_config"] = config
+
+        cls.__init__ = recording_init
+
     def __init__(self):
         super().__init__()
+
+    def get_config(self):
+        """The constructor arguments this module was built with.
+
+        ``type(module)(**module.get_config())`` builds the same network (its
+        weights then come from ``load_state_dict``).
+
+        Returns
+        -------
+        config : dict
+        """
+        return dict(self.__dict__.get("_init_config", {}))
 
     @abstractmethod
     def user_representation(self, users):

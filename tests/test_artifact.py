@@ -1,0 +1,366 @@
+"""Model artifacts (``sklearn_recsys.save``/``load``) and skops round trips."""
+
+import json
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+import torch
+from safetensors import safe_open
+from safetensors.numpy import save_file
+from sklearn.datasets import load_digits
+
+import sklearn_recsys
+from sklearn_recsys import (
+    EASE,
+    AttentionRecommender,
+    CNNRecommender,
+    ItemContent,
+    ItemKNN,
+    LSTMRecommender,
+    MatrixFactorization,
+    Popularity,
+)
+
+pytestmark = pytest.mark.filterwarnings("ignore:y is ignored for a user x item matrix")
+
+
+def _table(seed=0, n_users=30, n_items=20, n=400, item_prefix="i"):
+    rng = np.random.RandomState(seed)
+    X = pd.DataFrame({
+        "user": rng.randint(0, n_users, n),
+        "item": [f"{item_prefix}{j}" for j in rng.randint(0, n_items, n)],
+        "t": np.arange(n),
+    }).drop_duplicates(["user", "item"], ignore_index=True)
+    ratings = rng.randint(1, 6, len(X)).astype(float)
+    return X, ratings
+
+
+def _images(n=25):
+    return load_digits().images[:n].reshape(n, 1, 8, 8).astype(np.float32)
+
+
+ESTIMATORS = {
+    "mf-mse": lambda: MatrixFactorization(max_iter=2, random_state=0),
+    "mf-softmax": lambda: MatrixFactorization(loss="softmax", max_iter=2, random_state=0),
+    "mf-bpr-sparse": lambda: MatrixFactorization(
+        loss="bpr", solver="sparse_adam", max_iter=2, random_state=0
+    ),
+    "neumf-bce": lambda: MatrixFactorization(
+        architecture="neumf", loss="bce", hidden_layer_sizes=(16, 8), max_iter=2,
+        random_state=0,
+    ),
+    "cnn-images": lambda: CNNRecommender(
+        item_content=ItemContent(item_ids=[f"i{j}" for j in range(25)], images=_images()),
+        conv_channels=(4, 8), dense_size=16, max_iter=2, random_state=0,
+    ),
+    "cnn-ids": lambda: CNNRecommender(max_iter=2, random_state=0),
+    "lstm": lambda: LSTMRecommender(max_iter=2, time_col="t", random_state=0),
+    "attention": lambda: AttentionRecommender(max_iter=2, time_col="t", random_state=0),
+    "ease": EASE,
+    "itemknn": ItemKNN,
+    "popularity": Popularity,
+}
+
+
+def _fit(name, X=None, y=None):
+    model = ESTIMATORS[name]()
+    if X is None:
+        X, y = _table()
+    if getattr(model, "loss", None) == "bce":
+        y = (np.asarray(y) > 3).astype(float)
+    return model.fit(X, y)
+
+
+def _assert_same_outputs(a, b, users, X):
+    ids_a, scores_a = a.recommend(users, k=5)
+    ids_b, scores_b = b.recommend(users, k=5)
+    np.testing.assert_array_equal(ids_a, ids_b)
+    np.testing.assert_array_equal(scores_a, scores_b)
+    np.testing.assert_array_equal(a.predict(X), b.predict(X))
+    ids_a, scores_a = a.recommend(users, k=5, exclude_seen=False)
+    ids_b, scores_b = b.recommend(users, k=5, exclude_seen=False)
+    np.testing.assert_array_equal(scores_a, scores_b)
+
+
+@pytest.mark.parametrize("name", sorted(ESTIMATORS))
+def test_save_load_gives_identical_predictions(name, tmp_path):
+    X, y = _table()
+    model = _fit(name, X, y)
+    path = sklearn_recsys.save(model, tmp_path / "model.safetensors")
+    loaded = sklearn_recsys.load(path)
+    assert type(loaded) is type(model)
+    users = [*range(30), 999]  # 999: unknown, the fallback
+    _assert_same_outputs(model, loaded, users, X)
+    np.testing.assert_array_equal(loaded.user_ids_, model.user_ids_)
+    np.testing.assert_array_equal(loaded.item_ids_, model.item_ids_)
+    assert loaded.item_ids_.dtype == model.item_ids_.dtype
+    assert (loaded._seen != model._seen).nnz == 0
+    # parameters come back (those that are plain values)
+    for key, value in model.get_params(deep=False).items():
+        if key not in ("item_content", "callbacks"):
+            assert loaded.get_params(deep=False)[key] == value, key
+    if hasattr(model, "n_iter_"):
+        assert loaded.n_iter_ == model.n_iter_
+        assert loaded.loss_curve_ == model.loss_curve_
+    np.testing.assert_array_equal(
+        loaded.similar_items(["i1", "i2"], k=3)[0], model.similar_items(["i1", "i2"], k=3)[0]
+    ) if name not in ("popularity",) else None
+
+
+@pytest.mark.parametrize("name", ["mf-mse", "lstm", "ease"])
+def test_matrix_convention_round_trip(name, tmp_path):
+    rng = np.random.RandomState(1)
+    X = sp.random(25, 15, density=0.3, format="csr", random_state=rng, dtype=np.float64)
+    X.data = np.ceil(X.data * 5)
+    model = ESTIMATORS[name]().fit(X)
+    loaded = sklearn_recsys.load(sklearn_recsys.save(model, tmp_path / "m.safetensors"))
+    assert loaded.n_features_in_ == 15
+    a, b = model.predict(X), loaded.predict(X)
+    np.testing.assert_array_equal(a.toarray(), b.toarray())
+    np.testing.assert_array_equal(model.transform(X[:4]), loaded.transform(X[:4]))
+    # new users' histories fold in the same way
+    np.testing.assert_array_equal(
+        model.recommend(X[:3], k=4)[1], loaded.recommend(X[:3], k=4)[1]
+    )
+
+
+@pytest.mark.parametrize("ids", [
+    np.array([10, 20, 30]),
+    np.array(["a", "b", "c"]),
+    np.array([7, 8, 9], dtype=np.int32),
+    np.array(["a", 2, "c"], dtype=object),
+], ids=["int", "str", "int32", "mixed"])
+def test_id_types_and_dtypes_survive(ids, tmp_path):
+    users = np.repeat(ids, 3)
+    items = np.tile(ids, 3)
+    X = pd.DataFrame({"user": users, "item": items})
+    model = Popularity().fit(X)
+    loaded = sklearn_recsys.load(sklearn_recsys.save(model, tmp_path / "m.safetensors"))
+    assert loaded.user_ids_.dtype == model.user_ids_.dtype
+    assert loaded.user_ids_.tolist() == model.user_ids_.tolist()
+    assert [type(v) for v in loaded.item_ids_.tolist()] == [
+        type(v) for v in model.item_ids_.tolist()
+    ]
+
+
+def test_ids_that_json_cannot_hold_are_refused(tmp_path):
+    X = pd.DataFrame({"user": [(1, 2), (3, 4)], "item": ["a", "b"]})
+    model = Popularity().fit(X)
+    with pytest.raises(TypeError, match="Ids of type tuple"):
+        sklearn_recsys.save(model, tmp_path / "m.safetensors")
+
+
+def test_artifact_holds_arrays_and_json_only(tmp_path, monkeypatch):
+    model = _fit("attention")
+    path = sklearn_recsys.save(model, tmp_path / "m.safetensors")
+    with safe_open(str(path), framework="numpy") as f:
+        meta = json.loads(f.metadata()["sklearn_recsys"])
+        names = list(f.keys())
+    assert meta["estimator"] == "AttentionRecommender"
+    assert meta["format_version"] == sklearn_recsys._artifact.FORMAT_VERSION
+    assert meta["versions"]["torch"] == torch.__version__
+    assert any(name.startswith("fitted.net_.state.") for name in names)
+    # nothing from training: no optimizer state, no warm-start record
+    assert not any("optimizer" in name for name in names)
+    assert "_fitted_params" not in meta["fitted"]
+
+    # loading unpickles nothing
+    def refuse(*args, **kwargs):
+        raise AssertionError("pickle used while loading an artifact")
+
+    monkeypatch.setattr(pickle, "loads", refuse)
+    monkeypatch.setattr(pickle, "load", refuse)
+    monkeypatch.setattr(torch, "load", refuse)
+    sklearn_recsys.load(path).recommend([0], k=3)
+
+
+def test_artifact_size_close_to_parameters_and_ids(tmp_path):
+    X, y = _table(n_users=300, n_items=200, n=6000)
+    for name in ("mf-mse", "attention"):
+        model = _fit(name, X, y)
+        path = sklearn_recsys.save(model, tmp_path / f"{name}.safetensors")
+        params = sum(p.numel() * p.element_size() for p in model.net_.module_.state_dict().values())
+        ids = model.user_ids_.nbytes + len(json.dumps(model.item_ids_.tolist()))
+        assert path.stat().st_size <= 1.5 * (params + ids), name
+        # much smaller than the pickle, which keeps the training state
+        assert path.stat().st_size < len(pickle.dumps(model))
+
+
+def test_int8_artifact(tmp_path):
+    X, y = _table(n_users=200, n_items=100, n=3000)
+    model = _fit("mf-softmax", X, y)
+    full = sklearn_recsys.save(model, tmp_path / "f32.safetensors")
+    small = sklearn_recsys.save(model, tmp_path / "int8.safetensors", quantize="int8")
+    assert small.stat().st_size < 0.5 * full.stat().st_size
+    with safe_open(str(small), framework="numpy") as f:
+        q = f.get_tensor("fitted.net_.state.item_factors.weight")
+    assert q.dtype == np.int8
+    loaded = sklearn_recsys.load(small)
+    assert loaded.net_.module_.item_factors.weight.dtype == torch.float32
+    users = np.arange(200)
+    a = model.recommend(users, k=10)[0]
+    b = loaded.recommend(users, k=10)[0]
+    overlap = np.mean([len(set(r) & set(s)) / 10 for r, s in zip(a, b)])
+    assert overlap > 0.9
+    w = model.net_.module_.item_factors.weight.detach()
+    w_q = loaded.net_.module_.item_factors.weight.detach()
+    # per-row symmetric int8: error at most half a step of the row's scale
+    step = w.abs().amax(dim=1, keepdim=True) / 127
+    assert torch.all((w - w_q).abs() <= step / 2 + 1e-7)
+    with pytest.raises(ValueError, match="quantize"):
+        sklearn_recsys.save(model, tmp_path / "x.safetensors", quantize="int4")
+
+
+def test_load_to_device_sets_the_parameter(tmp_path):
+    model = _fit("mf-mse")
+    model.set_params(device="cpu")
+    loaded = sklearn_recsys.load(sklearn_recsys.save(model, tmp_path / "m.safetensors"),
+                                 device=torch.device("cpu"))
+    assert loaded.device == "cpu"
+    assert loaded._device() == torch.device("cpu")
+
+
+def test_loaded_model_refits_but_cannot_warm_start(tmp_path):
+    X, y = _table()
+    model = MatrixFactorization(max_iter=2, warm_start=True, random_state=0).fit(X, y)
+    loaded = sklearn_recsys.load(sklearn_recsys.save(model, tmp_path / "m.safetensors"))
+    before = loaded.predict(X)
+    with pytest.raises(ValueError, match="loaded from an artifact"):
+        loaded.fit(X, y)
+    np.testing.assert_array_equal(loaded.predict(X), before)  # left as it was
+    loaded.set_params(warm_start=False).fit(X, y)
+    np.testing.assert_allclose(
+        loaded.predict(X), MatrixFactorization(max_iter=2, random_state=0).fit(X, y).predict(X)
+    )
+    # pickle keeps the training state: warm start continues
+    again = pickle.loads(pickle.dumps(model))
+    again.fit(X, y)
+    assert again.n_iter_ == 4 == len(again.net_.history)
+
+
+def test_parameters_that_are_not_plain_values_are_listed(tmp_path):
+    model = _fit("cnn-images")
+    path = sklearn_recsys.save(model, tmp_path / "m.safetensors")
+    meta = sklearn_recsys._artifact.read_metadata(path)
+    assert meta["dropped_params"] == ["item_content"]
+    loaded = sklearn_recsys.load(path)
+    assert loaded.item_content is None
+    # the content itself is in the network: new items still score from it
+    np.testing.assert_array_equal(loaded.cold_item_ids_, model.cold_item_ids_)
+
+
+def test_registered_items_are_saved(tmp_path):
+    model = _fit("cnn-images")
+    images = _images(30)[25:]
+    model.register_items(ItemContent(item_ids=[f"new{j}" for j in range(5)], images=images))
+    loaded = sklearn_recsys.load(sklearn_recsys.save(model, tmp_path / "m.safetensors"))
+    X, _ = _table()
+    _assert_same_outputs(model, loaded, list(range(30)), X)
+    assert "new3" in loaded.item_ids_
+
+
+@pytest.mark.parametrize("case", ["missing", "not-safetensors", "foreign", "version"])
+def test_bad_artifacts_are_refused(case, tmp_path):
+    path = tmp_path / "m.safetensors"
+    if case == "missing":
+        with pytest.raises(FileNotFoundError, match="No artifact"):
+            sklearn_recsys.load(path)
+        return
+    if case == "not-safetensors":
+        path.write_bytes(b"\x00\x01not a model")
+        match = "not a safetensors file"
+    elif case == "foreign":
+        save_file({"w": np.zeros(3, dtype=np.float32)}, str(path))
+        match = "not a sklearn_recsys artifact"
+    else:
+        sklearn_recsys.save(_fit("popularity"), path)
+        with safe_open(str(path), framework="numpy") as f:
+            meta = json.loads(f.metadata()["sklearn_recsys"])
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        meta["format_version"] = 99
+        save_file(tensors, str(path), metadata={"sklearn_recsys": json.dumps(meta)})
+        match = "format version 99.*reads format version 1"
+    with pytest.raises(ValueError, match=match):
+        sklearn_recsys.load(path)
+
+
+def test_unknown_classes_are_refused(tmp_path):
+    path = sklearn_recsys.save(_fit("popularity"), tmp_path / "m.safetensors")
+    with safe_open(str(path), framework="numpy") as f:
+        meta = json.loads(f.metadata()["sklearn_recsys"])
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    meta["estimator"] = "os.system"
+    save_file(tensors, str(path), metadata={"sklearn_recsys": json.dumps(meta)})
+    with pytest.raises(ValueError, match="not one of this package's estimators"):
+        sklearn_recsys.load(path)
+
+
+def test_save_refuses_unfitted_and_foreign_objects(tmp_path):
+    from sklearn.exceptions import NotFittedError
+    from sklearn.linear_model import LinearRegression
+
+    with pytest.raises(NotFittedError):
+        sklearn_recsys.save(MatrixFactorization(), tmp_path / "m.safetensors")
+    with pytest.raises(TypeError, match="LinearRegression"):
+        sklearn_recsys.save(LinearRegression(), tmp_path / "m.safetensors")
+
+
+def test_pickle_keeps_the_full_state():
+    model = _fit("mf-mse")
+    again = pickle.loads(pickle.dumps(model))
+    assert hasattr(again.net_, "optimizer_")
+    assert again._fitted_params == model._fitted_params
+    X, _ = _table()
+    np.testing.assert_array_equal(again.predict(X), model.predict(X))
+
+
+# -- skops ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(ESTIMATORS))
+def test_skops_round_trip(name):
+    sio = pytest.importorskip("skops.io")
+    X, y = _table()
+    model = _fit(name, X, y)
+    data = sio.dumps(model)
+    untrusted = sio.get_untrusted_types(data=data)
+    # only the package's own classes need trusting
+    assert all(t.startswith("sklearn_recsys.") for t in untrusted), untrusted
+    assert f"{type(model).__module__}.{type(model).__name__}" in untrusted
+    loaded = sio.loads(data, trusted=untrusted)
+    _assert_same_outputs(model, loaded, [*range(30), 999], X)
+
+
+def test_skops_unfitted_round_trip():
+    sio = pytest.importorskip("skops.io")
+    model = MatrixFactorization(n_components=8, hidden_layer_sizes=(4, 2), module__dropout=0.1)
+    data = sio.dumps(model)
+    loaded = sio.loads(data, trusted=sio.get_untrusted_types(data=data))
+    assert loaded.get_params() == model.get_params()
+    assert isinstance(loaded.hidden_layer_sizes, tuple)
+
+
+def test_int8_linear_layers_on_load(tmp_path):
+    X, y = _table(n_users=60, n_items=40, n=1200)
+    model = _fit("attention", X, y)
+    path = sklearn_recsys.save(model, tmp_path / "m.safetensors")
+    fast = sklearn_recsys.load(path, quantize="int8")
+    linear = torch.ao.nn.quantized.dynamic.Linear
+    assert any(isinstance(m, linear) for m in fast.net_.module_.modules())
+    users = np.arange(60)
+    a = model.recommend(users, k=10, exclude_seen=False)[0]
+    b = fast.recommend(users, k=10, exclude_seen=False)[0]
+    assert np.mean([len(set(r) & set(s)) / 10 for r, s in zip(a, b)]) > 0.8
+    with pytest.raises(ValueError, match="cannot be saved again"):
+        sklearn_recsys.save(fast, tmp_path / "again.safetensors")
+    with pytest.raises(ValueError, match="quantize"):
+        sklearn_recsys.load(path, quantize="int4")
+    # MF has no linear layer: nothing to quantize, scores unchanged
+    mf = _fit("mf-mse", X, y)
+    loaded = sklearn_recsys.load(
+        sklearn_recsys.save(mf, tmp_path / "mf.safetensors"), quantize="int8"
+    )
+    np.testing.assert_array_equal(loaded.predict(X), mf.predict(X))
