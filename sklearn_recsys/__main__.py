@@ -37,6 +37,35 @@ def main(argv=None):
     demo.add_argument("--quick", action="store_true", help="smaller data, fewer epochs")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    serve = sub.add_parser(
+        "serve",
+        help="serve a saved model over HTTP (recommend, similar items, predict, "
+        "health, Prometheus metrics, hot reload)",
+        description="Serve an artifact written by sklearn_recsys.save with FastAPI "
+        "and uvicorn; API documentation at /docs. Needs the serve extra: "
+        'pip install -c constraints.txt "sklearn_recsys[serve]".',
+    )
+    serve.add_argument("artifact", help="path of the artifact (.safetensors)")
+    serve.add_argument("--host", default="127.0.0.1", help="interface (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="TCP port (default: 8000)")
+    serve.add_argument(
+        "--token",
+        default=None,
+        help="bearer token required by every endpoint but /health (default: the "
+        "SKLEARN_RECSYS_TOKEN environment variable, which keeps it out of the "
+        "process list; none: no authentication)",
+    )
+    serve.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
+    serve.add_argument(
+        "--max-batch-size", type=int, default=256,
+        help="most users merged into one model call (default: 256)",
+    )
+    serve.add_argument(
+        "--max-wait-ms", type=float, default=0.0,
+        help="longest wait of a request for others to batch with when the model "
+        "is idle (default: 0; requests arriving while it is busy are batched anyway)",
+    )
+    serve.add_argument("--log-level", default="info", help="uvicorn log level")
     args = parser.parse_args(argv)
     if args.command == "demo":
         from ._demo import run_demo
@@ -50,6 +79,16 @@ def main(argv=None):
             quick=args.quick,
             seed=args.seed,
             progress=not args.no_progress,
+        )
+    elif args.command == "serve":
+        try:
+            from .serving import serve as serve_model
+        except ImportError as exc:
+            parser.exit(1, f"sklearn-recsys serve: {exc}\n")
+        serve_model(
+            args.artifact, host=args.host, port=args.port, token=args.token,
+            device=args.device, max_batch_size=args.max_batch_size,
+            max_wait_ms=args.max_wait_ms, log_level=args.log_level,
         )
     return 0
 

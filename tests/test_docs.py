@@ -29,9 +29,11 @@ EXAMPLES = REPO / "examples"
 PUBLIC_MODULES = [
     "sklearn_recsys",
     "sklearn_recsys.datasets",
+    "sklearn_recsys.export",
     "sklearn_recsys.metrics",
     "sklearn_recsys.model_selection",
     "sklearn_recsys.nn",
+    "sklearn_recsys.serving",
 ]
 
 
