@@ -45,7 +45,8 @@ def _stamp(d):
 
 def hardware():
     rows = []
-    for name in ("mf", "peers", "overhead", "scaling", "baselines", "sequential", "cnn"):
+    for name in ("mf", "peers", "overhead", "scaling", "baselines", "sequential", "cnn",
+                 "deploy", "export", "serve"):
         try:
             d = _load(name)
         except (OSError, ValueError):
@@ -163,6 +164,105 @@ def cnn():
             rows.append(dict(task=label, model=model, ndcg=_f(v)))
     out += [markdown_table(rows, [("task", "task"), ("model", "model"),
                                   ("ndcg", "NDCG@10")]), "", _stamp(d)]
+    return "\n".join(out)
+
+
+def deploy():
+    d = _load("deploy")
+    d["_name"] = "deploy"
+    env = d.get("environment", {})
+    out = ["### Model artifacts and int8 (`bench_deploy.py`, ML-100K)", "",
+           f"Machine: {env.get('cpu_model', '')}, torch {env.get('torch', '')}, "
+           f"{env.get('torch_threads', '')} torch thread(s).", ""]
+    rows = [dict(
+        model=r["model"], params=_f(r["parameter_bytes"] / 1024, ",.1f"),
+        ids=_f(r["id_bytes"] / 1024, ",.1f"), file=_f(r["file_bytes"] / 1024, ",.1f"),
+        ratio=_f(r["file_over_params_ids"], ".2f"),
+        other=_f(r["stored_other_bytes"] / 1024, ",.1f"),
+        pickle=_f(r["pickle_bytes"] / 1024, ",.1f"),
+        same="yes" if r["load_save_recommend_identical"] else "NO",
+    ) for r in d["artifacts"]]
+    out += [markdown_table(rows, [
+        ("model", "model"), ("params", "parameters (KiB)"), ("ids", "id maps (KiB)"),
+        ("file", "artifact (KiB)"), ("ratio", "artifact / (parameters + ids)"),
+        ("other", "of which seen items, histories (KiB)"), ("pickle", "pickle (KiB)"),
+        ("same", "load(save(m)) recommends identically"),
+    ]), ""]
+    rows = [dict(
+        model=r["model"], f32=_f(r["ndcg@10_float32"]),
+        st=f"{_f(r['ndcg@10_int8_storage'])} ({r['rel_change_int8_storage_pct']:+.2f}%)",
+        both=(f"{_f(r['ndcg@10_int8_storage_compute'])} "
+              f"({r['rel_change_int8_storage_compute_pct']:+.2f}%)"),
+        size=(f"{r['file_bytes_float32'] / 1024:,.0f} -> {r['file_bytes_int8'] / 1024:,.0f}"
+              f" ({r['file_ratio_int8_over_float32']:.2f}x)"),
+        lat=(f"{r['latency_ms_float32']:.1f} -> {r['latency_ms_int8_compute']:.1f}"
+             + (" (no linear layer)" if r["int8_compute_changes_nothing"] else
+                f" ({r['speedup_int8_compute']:.2f}x faster)")),
+    ) for r in d["int8"]]
+    out += [markdown_table(rows, [
+        ("model", "model"), ("f32", "NDCG@10 float32"),
+        ("st", "int8 storage (`save(quantize='int8')`)"),
+        ("both", "+ int8 linear layers (`load(quantize='int8')`)"),
+        ("size", "file KiB float32 -> int8"),
+        ("lat", "recommend 256 users, ms: float32 -> int8 compute"),
+    ]), "", _stamp(d)]
+    return "\n".join(out)
+
+
+def export():
+    d = _load("export")
+    d["_name"] = "export"
+    env = d.get("environment", {})
+    out = ["### Export (`bench_export.py`, ML-100K)", "",
+           f"Machine: {env.get('cpu_model', '')}, torch {env.get('torch', '')}, "
+           f"{d.get('threads', '')} thread(s); scoring {d.get('batch_users')} users, "
+           f"every item; models trained {d.get('epochs')} epoch(s).", ""]
+    rows = [dict(
+        model=r["model"], inp=r["input"], te=_f(r["torch_export_s"], ".2f"),
+        onnx=_f(r["to_onnx_s"], ".2f"), mb=_f(r["onnx_mb"], ".2f"),
+        tms=_f(r["torch_export_ms"], ".2f"), oms=_f(r["onnxruntime_ms"], ".2f"),
+        rms=_f(r["recommend_ms"], ".2f"), diff=_f(r["onnx_vs_torch_max_abs_diff"], ".1e"),
+    ) for r in d["results"]]
+    out += [markdown_table(rows, [
+        ("model", "model"), ("inp", "graph input"), ("te", "torch.export (s)"),
+        ("onnx", "to_onnx (s)"), ("mb", "ONNX (MB)"), ("tms", "exported program (ms)"),
+        ("oms", "onnxruntime (ms)"), ("rms", "`recommend` k=10 (ms)"),
+        ("diff", "max abs ONNX - torch"),
+    ]), "", _stamp(d)]
+    return "\n".join(out)
+
+
+def serve():
+    d = _load("serve")
+    d["_name"] = "serve"
+    env = d.get("environment", {})
+    data = d.get("data", {})
+    out = ["### HTTP service load test (`bench_serve.py`)", "",
+           f"Machine: {env.get('cpu_model', '')} ({env.get('cpus_usable', '')} CPUs), "
+           f"torch {env.get('torch', '')}, {env.get('torch_threads', '')} torch thread(s); "
+           f"server and load client on the same machine over localhost. Models "
+           f"trained on {data.get('dataset', '')} with the package defaults; "
+           "`POST /recommend` of one random known user, k=10. "
+           f"Failed requests in all: **{d['failed_requests']}**.", ""]
+    rows = [dict(
+        model=r["model"], batching=r["batching"], clients=r["clients"],
+        requests=r["requests"], failed=r["failed"], rps=_f(r["requests_per_s"], ",.0f"),
+        p50=_f(r["p50_ms"], ".1f"), p99=_f(r["p99_ms"], ".1f"),
+        per_call=_f(r["requests_per_model_call"], ".1f"),
+    ) for r in d["load"]]
+    out += [markdown_table(rows, [
+        ("model", "model"), ("batching", "batching"), ("clients", "concurrent clients"),
+        ("requests", "requests"), ("failed", "failed"), ("rps", "requests/s"),
+        ("p50", "p50 ms"), ("p99", "p99 ms"), ("per_call", "requests per model call"),
+    ]), ""]
+    for model, m in d.get("malformed", {}).items():
+        statuses = ", ".join(f"{k}: {v}" for k, v in sorted(m["statuses"].items()))
+        out.append(
+            f"* {model}: {m['requests']:,} malformed requests answered {statuses} "
+            f"(none 5xx: {m['not_4xx'] == 0}); afterwards /health and a valid "
+            f"/recommend answered: {m['health_after'] and m['valid_recommend_after']}."
+        )
+    out += ["", _stamp(d)]
     return "\n".join(out)
 
 
@@ -334,7 +434,10 @@ def gpu():
     return "\n".join(out)
 
 
-SECTIONS = [hardware, mf, baselines, sequential, cnn, peers, overhead, scaling, gpu]
+SECTIONS = [
+    hardware, mf, baselines, sequential, cnn, peers, overhead, scaling, deploy, export, serve,
+    gpu,
+]
 
 
 def _pick(rows, prefix, key):

@@ -23,7 +23,10 @@ import time
 
 from _harness import BENCH_DIR, DEFAULT_DATA_HOME
 
-SCRIPTS = ["mf", "baselines", "sequential", "cnn", "peers", "overhead", "scaling"]
+SCRIPTS = [
+    "mf", "baselines", "sequential", "cnn", "peers", "overhead", "scaling", "deploy", "export",
+    "serve",
+]
 
 
 def command(name, args):
@@ -34,7 +37,7 @@ def command(name, args):
     threads = ["--threads", str(args.threads)]
     if name == "mf":  # --tune: the validation sweeps behind the tuned settings
         cmd += data + threads + (["--quick"] if args.quick else ["--tune"])
-    elif name == "peers":
+    elif name in ("peers", "deploy", "export", "serve"):
         cmd += data + threads + (["--quick"] if args.quick else [])
     elif name in ("overhead", "scaling"):
         cmd += threads + (["--quick"] if args.quick else [])
