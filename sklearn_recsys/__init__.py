@@ -10,6 +10,7 @@ from ._artifact import load, save
 from ._baselines import EASE, ItemKNN, Popularity
 from ._content import ItemContent
 from ._factorization import CNNRecommender, MatrixFactorization
+from ._privacy import DifferentialPrivacy
 from ._sequence import AttentionRecommender, LSTMRecommender
 
 __version__ = "0.1.0.dev0"
@@ -18,6 +19,7 @@ __all__ = [
     "EASE",
     "AttentionRecommender",
     "CNNRecommender",
+    "DifferentialPrivacy",
     "ItemContent",
     "ItemKNN",
     "LSTMRecommender",

@@ -38,6 +38,26 @@ _PATIENCE = """\
         Continue training the fitted network on the next ``fit`` (same users
         and items required) instead of starting afresh."""
 
+_PRIVACY = """\
+    differential_privacy : DifferentialPrivacy or None, default=None
+        Train with differentially private SGD (Opacus), each user's whole
+        history the unit protected: users sampled by Poisson sampling, each
+        user's gradient clipped, Gaussian noise calibrated to the target
+        ``epsilon`` (see :class:`~sklearn_recsys.DifferentialPrivacy` and the
+        Privacy guide). Early stopping and warm starts are off under it.
+        Fitted ``epsilon_``, ``delta_`` and ``noise_multiplier_`` report what
+        was spent."""
+
+_PRIVACY_ATTRIBUTES = """\
+    epsilon_ : float
+        Only with ``differential_privacy``: the privacy spent at ``delta_``
+        (Opacus's accountant).
+    delta_ : float
+        Only with ``differential_privacy``.
+    noise_multiplier_ : float
+        Only with ``differential_privacy``: the noise used, relative to the
+        clipping norm."""
+
 _ID_COLUMNS = """\
     user_col : str, default="user"
         User id column of an interaction table.
@@ -99,6 +119,8 @@ DOCS = {
     "time_column": _TIME_COLUMN,
     "neural_runtime": _NEURAL_RUNTIME + "\n" + _NET_PARAMS,
     "neural_attributes": _NEURAL_ATTRIBUTES,
+    "privacy": _PRIVACY,
+    "privacy_attributes": _PRIVACY_ATTRIBUTES,
     "id_attributes": _ID_ATTRIBUTES,
 }
 

@@ -19,6 +19,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._content import ItemContent, _as_image_tensor, _as_text_tensor, _pad_texts
 from ._docs import fill_doc
 from ._neural import PairRecommender
+from ._privacy import DifferentialPrivacy
 from .nn import BiasedMF, HybridCNN, NeuMF, SparseDenseAdam
 
 __all__ = ["CNNRecommender", "MatrixFactorization"]
@@ -103,6 +104,8 @@ class MatrixFactorization(PairRecommender):
     init_std : float, default=0.1
         Standard deviation of the factors' normal initialisation.
     %(early_stopping_pairs)s
+    %(privacy)s
+        Needs ``loss="softmax"`` (a batch row is a user's whole history).
     handle_unknown : {"fallback", "error"}, default="fallback"
         Ids not seen at fit: ``"fallback"`` scores them with zero factors, i.e.
         the global mean plus the known side's bias (item popularity for an
@@ -123,6 +126,7 @@ class MatrixFactorization(PairRecommender):
     item_bias_ : ndarray of shape (n_items,)
     global_bias_ : float
     %(neural_attributes)s
+    %(privacy_attributes)s
 
     See Also
     --------
@@ -156,6 +160,7 @@ class MatrixFactorization(PairRecommender):
         "alpha": [Interval(numbers.Real, 0, None, closed="left"), StrOptions({"auto"})],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left"),
                        StrOptions({"auto"})],
+        "differential_privacy": [DifferentialPrivacy, None],
     }
 
     _AUTO_ALPHA = {"mse": 0.14, "bpr": 0.01, "bce": 0.03, "softmax": 0.1}
@@ -173,8 +178,9 @@ class MatrixFactorization(PairRecommender):
         hidden_layer_sizes=(64, 32), n_negatives=4, alpha="auto", max_iter=30,
         batch_size="auto", learning_rate_init=5e-3, solver="auto", init_std=0.1,
         early_stopping=False, validation_fraction=0.1, n_iter_no_change=5, tol=1e-4,
-        warm_start=False, handle_unknown="fallback", user_col="user", item_col="item",
-        device="cpu", callbacks=None, verbose=0, random_state=None, **kwargs,
+        warm_start=False, differential_privacy=None, handle_unknown="fallback",
+        user_col="user", item_col="item", device="cpu", callbacks=None, verbose=0,
+        random_state=None, **kwargs,
     ):
         self.n_components = n_components
         self.loss = loss
@@ -192,6 +198,7 @@ class MatrixFactorization(PairRecommender):
         self.n_iter_no_change = n_iter_no_change
         self.tol = tol
         self.warm_start = warm_start
+        self.differential_privacy = differential_privacy
         self.handle_unknown = handle_unknown
         self.user_col = user_col
         self.item_col = item_col
@@ -202,6 +209,12 @@ class MatrixFactorization(PairRecommender):
         self._store_net_params(kwargs)
 
     def _check_params(self):
+        if self.differential_privacy is not None and self.loss != "softmax":
+            raise ValueError(
+                "differential_privacy protects users, and needs loss='softmax', whose "
+                "batch rows are whole users (the other losses train on single "
+                f"interactions); got loss={self.loss!r}."
+            )
         if self.loss == "softmax" and self.architecture != "dot":
             raise ValueError(
                 "loss='softmax' scores every item for a batch of users and needs "

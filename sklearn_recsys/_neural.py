@@ -34,6 +34,7 @@ from torch.nn import functional as F
 from ._base import BaseRecommender
 from ._fold_in import fold_in_gradient, fold_in_ridge
 from ._input import seen_matrix
+from ._privacy import DifferentialPrivacy
 from ._objectives import (
     NegativeSampler,
     RecommenderLoss,
@@ -44,7 +45,13 @@ from ._objectives import (
     positive_keys,
 )
 from ._sequence_data import left_padded, order_histories, ordered, training_sequences
-from ._training import RecommenderNet, TensorDataset, TrainingData, init_generator
+from ._training import (
+    RecommenderNet,
+    TensorDataset,
+    TrainingData,
+    derived_seed,
+    init_generator,
+)
 from .nn import LinearItemScorer
 
 
@@ -185,9 +192,57 @@ class NeuralRecommender(BaseRecommender):
 
     def _early_stopping(self, fit):
         """Whether this fit holds out validation data and stops early."""
+        if self._private():  # validation scores are not private: no early stopping
+            return False
         if self.early_stopping == "auto":
             return len(fit.data) > self._AUTO_EARLY_STOPPING
         return self.early_stopping
+
+    # -- differential privacy ----------------------------------------------------
+
+    def _private(self):
+        return getattr(self, "differential_privacy", None) is not None
+
+    def _check_privacy(self):
+        """Settings that differentially private training cannot honour."""
+        if self.early_stopping is True:
+            raise ValueError(
+                "differential_privacy trains for max_iter epochs: early stopping "
+                "would choose the epoch on validation scores computed from private "
+                "data without noise. Set early_stopping=False (or 'auto')."
+            )
+        if self.warm_start:
+            raise ValueError(
+                "differential_privacy accounts for the privacy spent in one fit; "
+                "warm_start=True would spend more without accounting for it. Set "
+                "warm_start=False."
+            )
+
+    def _privacy_run(self, fit, training):
+        """The fit's :class:`~sklearn_recsys._privacy.PrivacyRun` (None: not private).
+
+        The unit of privacy is a user: the rows of a user (``users`` of the
+        training rows) are sampled, clipped and accounted for together.
+        """
+        if not self._private():
+            return None
+        from ._privacy import PrivacyRun
+
+        users = training.train.tensors["users"]
+        _, units = torch.unique(users, return_inverse=True)
+        return PrivacyRun(
+            self.differential_privacy, units,
+            epochs=self._net_params().get("max_epochs", self.max_iter),
+            seed=derived_seed(fit.seed, "noise"), device=fit.device,
+        )
+
+    def _privacy_attributes(self, run):
+        if run is None:
+            return {}
+        return {
+            "epsilon_": run.epsilon(), "delta_": run.delta,
+            "noise_multiplier_": run.noise_multiplier,
+        }
 
     # -- hooks -------------------------------------------------------------
 
@@ -276,8 +331,11 @@ class NeuralRecommender(BaseRecommender):
 
     def _fit(self, fit):
         self._net_params(check=True)
+        if self._private():
+            self._check_privacy()
         training = self._training_data(fit)
         self._check_callbacks(training)
+        privacy = self._privacy_run(fit, training)
         if self._continues(fit):
             # continue a copy: a fit that raises leaves net_ as it was
             net = copy.deepcopy(self.net_)
@@ -295,9 +353,9 @@ class NeuralRecommender(BaseRecommender):
             # generator: leave it as it was (the fit's own generator decides)
             with torch.random.fork_rng(devices=[]):
                 module = self._new_module(fit, training)
-            net = self._make_net(module, fit, training).fit(training)
+            net = self._make_net(module, fit, training, privacy).fit(training)
         self._after_training(net.module_, fit)
-        net.set_params(batch_transform=None)  # training data: not kept
+        net.set_params(batch_transform=None, privacy=None)  # training data: not kept
         net.module_.eval()  # scoring mode; training switches it back itself
         history = net.history
         return {
@@ -309,6 +367,7 @@ class NeuralRecommender(BaseRecommender):
             ),
             "n_iter_": len(history),
             "_fitted_params": self.get_params(deep=False),
+            **self._privacy_attributes(privacy),
             **training.fitted,
         }
 
@@ -360,7 +419,7 @@ class NeuralRecommender(BaseRecommender):
             callbacks.append(("progress_bar", ProgressBar()))
         return callbacks
 
-    def _make_net(self, module, fit, training):
+    def _make_net(self, module, fit, training, privacy=None):
         callbacks = self._callbacks(training)
         optimizer, optimizer_params = self._optimizer(fit)
         net = self._net_params()
@@ -377,6 +436,7 @@ class NeuralRecommender(BaseRecommender):
             batch_size=training.batch_size or self._batch_size(), callbacks=callbacks,
             device=fit.device,
             verbose=self.verbose, seed=fit.seed, batch_transform=training.batch_transform,
+            privacy=privacy,
             **{f"optimizer__{k}": v for k, v in optimizer_params.items()}, **routed,
         )
 
@@ -608,6 +668,7 @@ class SequenceRecommender(NeuralRecommender):
         "loss": [StrOptions({"softmax", "bce"})],
         "n_negatives": [Interval(numbers.Integral, 1, None, closed="left")],
         "time_col": [str, numbers.Integral, None],
+        "differential_privacy": [DifferentialPrivacy, None],
     }
 
     # -- fitting hooks -----------------------------------------------------------

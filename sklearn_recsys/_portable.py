@@ -15,6 +15,7 @@ import scipy.sparse as sp
 import torch
 
 from ._input import IdIndex
+from ._privacy import DifferentialPrivacy
 from .nn import Scorer
 
 # Version of the plain form (and of the artifact layout built on it).
@@ -55,6 +56,8 @@ def to_plain(value):
             "config": to_plain(value.get_config()),
             "state": {k: v.detach().cpu().numpy() for k, v in value.state_dict().items()},
         }
+    if isinstance(value, DifferentialPrivacy):
+        return {"__differential_privacy__": value._params()}
     if isinstance(value, torch.Tensor):
         return value.detach().cpu().numpy()
     if isinstance(value, dict):
@@ -88,6 +91,8 @@ def from_plain(value, device="cpu", trusted=()):
         return tuple(from_plain(v, device, trusted) for v in value["__tuple__"])
     if "__module__" in value:
         return _module_from_plain(value, device, trusted)
+    if "__differential_privacy__" in value:
+        return DifferentialPrivacy(**value["__differential_privacy__"])
     return {k: from_plain(v, device, trusted) for k, v in value.items()}
 
 

@@ -70,6 +70,7 @@ class LSTMRecommender(SequenceRecommender):
         Adam's learning rate (chosen on validation splits of MovieLens-100K
         and latest-small, ``benchmarks/tune_defaults.py``).
     %(early_stopping_sequences)s
+    %(privacy)s
     handle_unknown : {"fallback", "error"}, default="fallback"
         Unknown user ids: ``"fallback"`` gives them an empty history (zero
         state, so items are ranked by their learned bias, a popularity
@@ -89,6 +90,7 @@ class LSTMRecommender(SequenceRecommender):
     item_embeddings_ : ndarray of shape (n_items, embedding_dim)
         Output (tied) item embeddings.
     %(neural_attributes)s
+    %(privacy_attributes)s
 
     See Also
     --------
@@ -130,9 +132,9 @@ class LSTMRecommender(SequenceRecommender):
         self, *, embedding_dim=64, max_len=50, n_layers=2, dropout=0.3, loss="softmax",
         n_negatives=1, alpha=0.0, max_iter=20, batch_size=64, learning_rate_init=5e-3,
         early_stopping=False, validation_fraction=0.1, n_iter_no_change=5, tol=1e-4,
-        warm_start=False, handle_unknown="fallback", user_col="user", item_col="item",
-        time_col="timestamp", device="cpu", callbacks=None, verbose=0,
-        random_state=None, **kwargs,
+        warm_start=False, differential_privacy=None, handle_unknown="fallback",
+        user_col="user", item_col="item", time_col="timestamp", device="cpu",
+        callbacks=None, verbose=0, random_state=None, **kwargs,
     ):
         self.embedding_dim = embedding_dim
         self.max_len = max_len
@@ -149,6 +151,7 @@ class LSTMRecommender(SequenceRecommender):
         self.n_iter_no_change = n_iter_no_change
         self.tol = tol
         self.warm_start = warm_start
+        self.differential_privacy = differential_privacy
         self.handle_unknown = handle_unknown
         self.user_col = user_col
         self.item_col = item_col
@@ -225,6 +228,7 @@ class AttentionRecommender(SequenceRecommender):
         Adam's learning rate (chosen on validation splits of MovieLens-100K
         and latest-small, ``benchmarks/tune_defaults.py``).
     %(early_stopping_sequences)s
+    %(privacy)s
     handle_unknown : {"fallback", "error"}, default="fallback"
         Unknown user ids: ``"fallback"`` gives them an empty history (zero
         state, so items are ranked by their learned bias, a popularity
@@ -244,6 +248,7 @@ class AttentionRecommender(SequenceRecommender):
     item_embeddings_ : ndarray of shape (n_items, embedding_dim)
         Output (tied) item embeddings.
     %(neural_attributes)s
+    %(privacy_attributes)s
 
     See Also
     --------
@@ -284,9 +289,9 @@ class AttentionRecommender(SequenceRecommender):
         self, *, embedding_dim=64, max_len=50, n_blocks=2, n_heads=1, dropout=0.3,
         loss="softmax", n_negatives=1, alpha=0.0, max_iter=20, batch_size=64,
         learning_rate_init=5e-3, early_stopping=False, validation_fraction=0.1,
-        n_iter_no_change=5, tol=1e-4, warm_start=False, handle_unknown="fallback",
-        user_col="user", item_col="item", time_col="timestamp", device="cpu",
-        callbacks=None, verbose=0, random_state=None, **kwargs,
+        n_iter_no_change=5, tol=1e-4, warm_start=False, differential_privacy=None,
+        handle_unknown="fallback", user_col="user", item_col="item", time_col="timestamp",
+        device="cpu", callbacks=None, verbose=0, random_state=None, **kwargs,
     ):
         self.embedding_dim = embedding_dim
         self.max_len = max_len
@@ -304,6 +309,7 @@ class AttentionRecommender(SequenceRecommender):
         self.n_iter_no_change = n_iter_no_change
         self.tol = tol
         self.warm_start = warm_start
+        self.differential_privacy = differential_privacy
         self.handle_unknown = handle_unknown
         self.user_col = user_col
         self.item_col = item_col

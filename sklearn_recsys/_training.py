@@ -209,13 +209,43 @@ class RecommenderNet(NeuralNet):
         Applied to every batch by the iterators (see :class:`TrainingData`).
     """
 
-    def __init__(self, module, *args, seed=0, batch_transform=None, **kwargs):
+    def __init__(
+        self, module, *args, seed=0, batch_transform=None, privacy=None, **kwargs
+    ):
         kwargs.setdefault("train_split", None)
         kwargs.setdefault("iterator_train", TensorBatchIterator)
         kwargs.setdefault("iterator_valid", TensorBatchIterator)
         super().__init__(module, *args, **kwargs)
         self.seed = seed
         self.batch_transform = batch_transform
+        self.privacy = privacy
+
+    # -- differentially private training (see sklearn_recsys._privacy) --------
+
+    def initialize_optimizer(self, *args, **kwargs):
+        super().initialize_optimizer(*args, **kwargs)
+        if self.privacy is not None:
+            self.optimizer_ = self.privacy.wrap_optimizer(self.optimizer_)
+        return self
+
+    def train_step_single(self, batch, **fit_params):
+        if self.privacy is None:
+            return super().train_step_single(batch, **fit_params)
+        from ._privacy import per_unit_gradients
+
+        self._set_training(True)
+        Xi, yi = batch
+        params = [p for p in self.module_.parameters() if p.requires_grad]
+        samples, loss = per_unit_gradients(self, dict(Xi), yi, params)
+        for p, sample in zip(params, samples):
+            p.grad_sample = sample
+        return {"loss": torch.tensor(loss), "y_pred": None}
+
+    def train_step(self, batch, **fit_params):
+        step = super().train_step(batch, **fit_params)
+        if self.privacy is not None:
+            self.privacy.step()
+        return step
 
     def fit_loop(self, X, y=None, epochs=None, **fit_params):
         generator = torch.Generator(device=self.device)
@@ -239,6 +269,14 @@ class RecommenderNet(NeuralNet):
             self.module = self.module_
 
     def get_iterator(self, dataset, training=False):
+        if training and self.privacy is not None:
+            from ._privacy import PoissonUnitIterator
+
+            run = self.privacy
+            return PoissonUnitIterator(
+                dataset, run.units, run.sample_rate, run.steps_per_epoch,
+                current_generator(self.device), self.batch_transform,
+            )
         kwargs = self.get_params_for("iterator_train" if training else "iterator_valid")
         batch_size = kwargs.pop("batch_size", self.batch_size)
         shuffle = kwargs.pop("shuffle", training)
@@ -256,7 +294,7 @@ class RecommenderNet(NeuralNet):
         )
 
 
-_PURPOSES = {"init": 0, "train": 1, "valid": 2}
+_PURPOSES = {"init": 0, "train": 1, "valid": 2, "noise": 3}
 
 
 def derived_seed(seed, purpose, offset=0):

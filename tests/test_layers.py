@@ -17,7 +17,7 @@ LAYERS = {
         "_input", "_content", "_sequence_data", "_topk", "_ranking", "_docs", "datasets",
     ],
     "nn": ["nn"],
-    "training": ["_training", "_objectives", "_fold_in", "_portable"],
+    "training": ["_training", "_objectives", "_fold_in", "_portable", "_privacy"],
     "estimators": [
         "_base", "_evaluation", "_neural", "_factorization", "_sequence", "_baselines",
     ],
