@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ._portable import PORTABLE_VERSION, from_plain, to_plain
+from ._portable import PORTABLE_VERSION, from_plain, hashes_to_array, to_plain
 
 # Bump when the layout changes in a way older readers cannot read.
 FORMAT_VERSION = PORTABLE_VERSION
@@ -199,7 +199,7 @@ def _json_params(estimator):
     return params, dropped
 
 
-def save(estimator, path, *, quantize=None):
+def save(estimator, path, *, quantize=None, user_ids="hashed", user_id_key=None):
     """Save a fitted recommender as a safetensors artifact.
 
     The file holds what prediction needs -- the network weights (or a
@@ -227,6 +227,17 @@ def save(estimator, path, *, quantize=None):
         per-row int8 with a float32 scale per row, about 4x smaller; loading
         turns them back into float32. Vectors (biases) stay float32. Scores
         change slightly (see the Deploying guide for measured effects).
+    user_ids : {"hashed", "raw"}, default="hashed"
+        ``"hashed"``: the file holds keyed hashes of the user ids
+        (HMAC-SHA256 under ``user_id_key``, 128 bits) instead of the ids, so
+        that it does not list the users; :func:`load` given the key maps raw
+        ids to them, and known users are recommended for as before.
+        ``"raw"``: the ids themselves. Item ids are always stored as they are.
+    user_id_key : bytes, str or None, default=None
+        The key of the hashes (a str is encoded as UTF-8). None: a new random
+        256-bit key, written beside the artifact as ``<path>.key`` (hex,
+        readable by the owner only), where :func:`load` finds it. Keep the key
+        apart from the artifact when the file travels.
 
     Returns
     -------
@@ -270,9 +281,21 @@ def save(estimator, path, *, quantize=None):
             "cannot be saved again; save the float model, with quantize='int8' for "
             "int8 storage."
         )
+    if user_ids not in ("hashed", "raw"):
+        raise ValueError(f"user_ids must be 'hashed' or 'raw', got {user_ids!r}.")
     writer = _Writer(quantize)
     params, dropped = _json_params(estimator)
-    fitted = writer.encode(estimator._portable_fitted_state(), "fitted")
+    state = estimator._portable_fitted_state()
+    path = Path(path)
+    key, write_key = None, False
+    if user_ids == "hashed":
+        key, write_key = _hash_user_ids(estimator, state, user_id_key)
+    elif "__hashed_ids__" in state["_user_index"]:
+        raise ValueError(
+            "This model holds keyed hashes of its user ids (it was loaded from such an "
+            "artifact); its raw ids are unknown, so user_ids='raw' cannot be written."
+        )
+    fitted = writer.encode(state, "fitted")
     content = {
         "format": _FORMAT,
         "format_version": FORMAT_VERSION,
@@ -281,12 +304,66 @@ def save(estimator, path, *, quantize=None):
         "dropped_params": dropped,
         "fitted": fitted,
         "quantize": quantize,
+        "user_ids": user_ids,
+        "user_id_key_check": None if key is None else _key_check(key),
         "sizes": writer.stats,
         "versions": _versions(),
     }
-    path = Path(path)
     save_file(writer.arrays, path, metadata={_METADATA_KEY: json.dumps(content)})
+    if write_key:
+        _write_key(_key_path(path), key)
     return path
+
+
+def _as_key(key):
+    if isinstance(key, str):
+        key = key.encode("utf-8")
+    if not isinstance(key, bytes) or not key:
+        raise TypeError(
+            f"user_id_key must be non-empty bytes or str, got {type(key).__name__}."
+        )
+    return key
+
+
+def _key_path(path):
+    return Path(f"{path}.key")
+
+
+def _key_check(key):
+    import hashlib
+    import hmac
+
+    return hmac.new(key, b"sklearn_recsys user id key", hashlib.sha256).hexdigest()[:16]
+
+
+def _write_key(path, key):
+    import os
+
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key.hex() + "\n")
+
+
+def _hash_user_ids(estimator, state, user_id_key):
+    """Replace the user ids of ``state`` by keyed hashes: ``(key, write_key)``."""
+    import secrets
+
+    from ._input import keyed_hashes
+
+    index = state["_user_index"]
+    if "__hashed_ids__" in index:  # loaded from a hashed artifact: keep its key
+        own = estimator._user_index.key
+        if user_id_key is not None and _as_key(user_id_key) != own:
+            raise ValueError(
+                "This model's user ids are hashed under another key; save it without "
+                "user_id_key (its own key is kept)."
+            )
+        return own, user_id_key is None
+    key = secrets.token_bytes(32) if user_id_key is None else _as_key(user_id_key)
+    state["_user_index"] = {
+        "__hashed_ids__": hashes_to_array(keyed_hashes(index["__ids__"], key))
+    }
+    return key, user_id_key is None
 
 
 def _versions():
@@ -342,7 +419,7 @@ def read_metadata(path):
     return content
 
 
-def load(path, *, device="cpu", quantize=None, trusted=()):
+def load(path, *, device="cpu", quantize=None, trusted=(), user_id_key=None):
     """Load a recommender saved with :func:`save`.
 
     No pickled code runs: the estimator and network classes come from a fixed
@@ -366,6 +443,12 @@ def load(path, *, device="cpu", quantize=None, trusted=()):
     trusted : sequence of classes, default=()
         Your own estimator and :class:`~sklearn_recsys.nn.Scorer` classes that
         the artifact may name, besides this package's.
+    user_id_key : bytes, str or None, default=None
+        The key of an artifact with hashed user ids (see :func:`save`). None:
+        read ``<path>.key`` beside the artifact, else the environment
+        variable ``SKLEARN_RECSYS_USER_ID_KEY``. The loaded model's
+        ``user_ids_`` are the hashes; ``recommend``, ``predict`` and the
+        scorers take raw user ids as before.
 
     Returns
     -------
@@ -412,9 +495,33 @@ def load(path, *, device="cpu", quantize=None, trusted=()):
     with safe_open(str(path), framework="numpy") as tensors:
         fitted = _decode(content["fitted"], tensors)
     estimator._restore_portable_state(fitted, device, trusted)
+    if content.get("user_ids") == "hashed":
+        estimator._user_index.key = _load_key(path, content, user_id_key)
     if quantize is not None:
         _quantize_linear_layers(estimator, quantize, device)
     return estimator
+
+
+USER_ID_KEY_ENV = "SKLEARN_RECSYS_USER_ID_KEY"
+
+
+def _load_key(path, content, user_id_key):
+    import os
+
+    if user_id_key is not None:
+        key, source = _as_key(user_id_key), "user_id_key"
+    elif _key_path(path).exists():
+        key, source = bytes.fromhex(_key_path(path).read_text().strip()), str(_key_path(path))
+    elif os.environ.get(USER_ID_KEY_ENV):
+        key, source = os.environ[USER_ID_KEY_ENV].encode("utf-8"), USER_ID_KEY_ENV
+    else:
+        raise ValueError(
+            f"{str(path)!r} holds keyed hashes of its user ids: pass user_id_key=, put "
+            f"the key file {str(_key_path(path))!r} beside it, or set {USER_ID_KEY_ENV}."
+        )
+    if _key_check(key) != content.get("user_id_key_check"):
+        raise ValueError(f"The user id key from {source} is not the key of {str(path)!r}.")
+    return key
 
 
 def _quantize_linear_layers(estimator, quantize, device):

@@ -118,6 +118,66 @@ class IdIndex:
         self.__init__(state["ids"])
 
 
+def _id_bytes(value):
+    """A canonical byte string of one raw id (equal ids of any int type agree)."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"Ids must not be booleans, got {value!r}.")
+    if isinstance(value, (int, np.integer)):
+        return b"i:" + str(int(value)).encode()
+    if isinstance(value, (float, np.floating)):
+        return b"f:" + repr(float(value)).encode()
+    if isinstance(value, str):
+        return b"s:" + value.encode("utf-8")
+    raise TypeError(
+        f"Keyed hashes are defined for str, int and float ids; got "
+        f"{type(value).__name__} ({value!r})."
+    )
+
+
+def keyed_hashes(values, key):
+    """HMAC-SHA256 of each id under ``key``, as 32 hex digits (128 bits)."""
+    import hashlib
+    import hmac
+
+    return np.array(
+        [hmac.new(key, _id_bytes(v), hashlib.sha256).hexdigest()[:32] for v in values],
+        dtype=object,
+    )
+
+
+class HashedIdIndex(IdIndex):
+    """An id index holding keyed hashes of the ids instead of the ids.
+
+    ``transform`` hashes raw ids with the key before looking them up, so a
+    model keeps recognising its users; ``ids`` are the hashes (what a model
+    loaded from an artifact with hashed user ids shows as ``user_ids_``).
+    """
+
+    def __init__(self, hashes, key):
+        super().__init__(np.asarray(hashes, dtype=object))
+        self.key = key
+
+    def transform(self, values):
+        if self.key is None:
+            raise ValueError(
+                "This model holds keyed hashes of its user ids and was loaded without "
+                "the key: pass user_id_key= to sklearn_recsys.load."
+            )
+        values = np.asarray(values, dtype=object).ravel()
+        return super().transform(keyed_hashes(values, self.key))
+
+    def extended(self, raw_ids):
+        raise ValueError(
+            "This model holds keyed hashes of its user ids; it cannot add users."
+        )
+
+    def __getstate__(self):
+        return {"ids": self.ids, "key": self.key}
+
+    def __setstate__(self, state):
+        self.__init__(state["ids"], state["key"])
+
+
 def is_table(X):
     """Whether ``X`` follows the interaction-table convention."""
     return isinstance(X, pd.DataFrame)

@@ -234,7 +234,12 @@ class NeuralRecommender(BaseRecommender):
             self.differential_privacy, units,
             epochs=self._net_params().get("max_epochs", self.max_iter),
             seed=derived_seed(fit.seed, "noise"), device=fit.device,
+            per_user=self._per_user_parameters(),
         )
+
+    def _per_user_parameters(self):
+        """Names of the network's parameters of which each row is one user's."""
+        return ()
 
     def _privacy_attributes(self, run):
         if run is None:
@@ -588,6 +593,10 @@ class PairRecommender(NeuralRecommender):
             if isinstance(emb, torch.nn.Embedding) and name.startswith(("user_", "item_")):
                 if len(cold):
                     emb.weight[torch.as_tensor(cold, device=emb.weight.device)] = 0
+
+    def _per_user_parameters(self):
+        # the user factors and biases: a row is reached by its user's loss only
+        return ("user_factors.weight", "user_bias.weight")
 
     def _postprocess_scores(self, scores):
         return expit(scores) if self.loss == "bce" else scores

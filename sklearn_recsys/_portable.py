@@ -14,7 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from ._input import IdIndex
+from ._input import HashedIdIndex, IdIndex
 from ._privacy import DifferentialPrivacy
 from .nn import Scorer
 
@@ -42,6 +42,8 @@ def to_plain(value):
     Id maps, sparse matrices and :mod:`sklearn_recsys.nn` modules become tagged
     dicts that :func:`from_plain` turns back into the same objects.
     """
+    if isinstance(value, HashedIdIndex):  # the key is never part of the state
+        return {"__hashed_ids__": hashes_to_array(value.ids)}
     if isinstance(value, IdIndex):
         return {"__ids__": np.asarray(value.ids)}
     if sp.issparse(value):
@@ -71,6 +73,22 @@ def to_plain(value):
     return value
 
 
+def hashes_to_array(hashes):
+    """Hex digests as a uint8 array of shape (n, n_bytes) (half the size)."""
+    hashes = list(hashes)
+    if not hashes:
+        return np.zeros((0, 16), dtype=np.uint8)
+    raw = b"".join(bytes.fromhex(h) for h in hashes)
+    return np.frombuffer(raw, dtype=np.uint8).reshape(len(hashes), -1).copy()
+
+
+def array_to_hashes(array):
+    """Inverse of :func:`hashes_to_array`."""
+    out = np.empty(len(array), dtype=object)
+    out[:] = [bytes(row).hex() for row in np.asarray(array, dtype=np.uint8)]
+    return out
+
+
 def from_plain(value, device="cpu", trusted=()):
     """The object of a plain value (inverse of :func:`to_plain`).
 
@@ -83,6 +101,8 @@ def from_plain(value, device="cpu", trusted=()):
         return value
     if "__ids__" in value:
         return IdIndex(value["__ids__"])
+    if "__hashed_ids__" in value:
+        return HashedIdIndex(array_to_hashes(value["__hashed_ids__"]), key=None)
     if "__csr__" in value:
         return sp.csr_array(
             (value["data"], value["indices"], value["indptr"]), shape=tuple(value["__csr__"])

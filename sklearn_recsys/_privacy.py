@@ -175,15 +175,21 @@ class PrivacyRun:
     seed : int
         Seed of the noise generator.
     device : str
+    per_user : iterable of str, default=()
+        Names of the network's per-user parameters (rows that only their own
+        user's loss reaches, e.g. MF's user factors): they follow their
+        user's gradient without clipping or noise (joint differential
+        privacy); the DP-SGD guarantee covers every other parameter.
     """
 
-    def __init__(self, settings, units, epochs, seed, device):
+    def __init__(self, settings, units, epochs, seed, device, per_user=()):
         _require_opacus()
         from opacus.accountants import create_accountant
         from opacus.accountants.utils import get_noise_multiplier
 
         self.settings = settings
         self.units = units
+        self.per_user = frozenset(per_user)
         n_units = self.n_units = int(units.max()) + 1 if len(units) else 0
         self.sample_rate = float(settings.sample_rate)
         self.steps_per_epoch = max(1, round(1 / self.sample_rate))
@@ -291,17 +297,21 @@ class PoissonUnitIterator:
             yield batch, (None if y is None else y[rows])
 
 
-def per_unit_gradients(net, batch, y, params):
-    """Each unit's gradient of its own loss, stacked: ``[(B, *p.shape)]``.
+def per_unit_gradients(net, batch, y, shared, per_user=()):
+    """Each unit's gradient of its own loss, one backward pass per unit.
 
-    One forward and backward pass per unit of the batch (its rows only), in
-    training mode; returns the gradients and the mean of the units' losses.
+    Returns the gradients of the ``shared`` parameters stacked per unit
+    (``[(B, *p.shape)]``, for clipping and noise), the summed gradients of
+    the ``per_user`` parameters (each row of which only its own unit's loss
+    reaches), and the mean of the units' losses. Runs in training mode.
     """
     unit = batch.pop("_unit")
     counts = torch.bincount(unit) if len(unit) else unit.new_zeros(0)
     bounds = [0, *torch.cumsum(counts, 0).tolist()]
     n_units = len(counts)
-    samples = [torch.zeros((n_units, *p.shape), dtype=p.dtype, device=p.device) for p in params]
+    samples = [torch.zeros((n_units, *p.shape), dtype=p.dtype, device=p.device) for p in shared]
+    own = [torch.zeros_like(p) for p in per_user]
+    params = [*shared, *per_user]
     total = 0.0
     for b in range(n_units):
         rows = slice(bounds[b], bounds[b + 1])
@@ -310,11 +320,14 @@ def per_unit_gradients(net, batch, y, params):
         y_pred = net.infer(Xb)
         loss = net.get_loss(y_pred, yb, X=Xb, training=True)
         grads = torch.autograd.grad(loss, params, allow_unused=True)
-        for sample, g in zip(samples, grads):
+        for sample, g in zip(samples, grads[: len(shared)]):
             if g is not None:
                 sample[b] = g.to_dense() if g.is_sparse else g
+        for acc, g in zip(own, grads[len(shared):]):
+            if g is not None:
+                acc += g.to_dense() if g.is_sparse else g
         total += float(loss.detach())
-    return samples, total / max(n_units, 1)
+    return samples, own, total / max(n_units, 1)
 
 
 def unit_index(users):

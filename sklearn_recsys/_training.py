@@ -222,10 +222,24 @@ class RecommenderNet(NeuralNet):
 
     # -- differentially private training (see sklearn_recsys._privacy) --------
 
+    def _private_parameters(self):
+        """(shared, per-user) learnable parameters of a private fit."""
+        per_user = self.privacy.per_user
+        named = [(n, p) for n, p in self.module_.named_parameters() if p.requires_grad]
+        return (
+            [p for n, p in named if n not in per_user],
+            [p for n, p in named if n in per_user],
+        )
+
     def initialize_optimizer(self, *args, **kwargs):
         super().initialize_optimizer(*args, **kwargs)
         if self.privacy is not None:
-            self.optimizer_ = self.privacy.wrap_optimizer(self.optimizer_)
+            # DP-SGD on the shared parameters; a user's own parameters (e.g.
+            # MF's user factors) follow that user's gradient alone
+            shared, per_user = self._private_parameters()
+            params = {"lr": self.lr, **self.get_params_for("optimizer")}
+            self.optimizer_ = self.privacy.wrap_optimizer(self.optimizer(shared, **params))
+            self.user_optimizer_ = self.optimizer(per_user, **params) if per_user else None
         return self
 
     def train_step_single(self, batch, **fit_params):
@@ -235,16 +249,21 @@ class RecommenderNet(NeuralNet):
 
         self._set_training(True)
         Xi, yi = batch
-        params = [p for p in self.module_.parameters() if p.requires_grad]
-        samples, loss = per_unit_gradients(self, dict(Xi), yi, params)
-        for p, sample in zip(params, samples):
+        shared, per_user = self._private_parameters()
+        samples, own, loss = per_unit_gradients(self, dict(Xi), yi, shared, per_user)
+        for p, sample in zip(shared, samples):
             p.grad_sample = sample
+        for p, grad in zip(per_user, own):
+            p.grad = grad
         return {"loss": torch.tensor(loss), "y_pred": None}
 
     def train_step(self, batch, **fit_params):
         step = super().train_step(batch, **fit_params)
         if self.privacy is not None:
             self.privacy.step()
+            if self.user_optimizer_ is not None:
+                self.user_optimizer_.step()
+                self.user_optimizer_.zero_grad()
         return step
 
     def fit_loop(self, X, y=None, epochs=None, **fit_params):

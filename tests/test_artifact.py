@@ -94,7 +94,11 @@ def test_save_load_gives_identical_predictions(name, tmp_path):
     assert type(loaded) is type(model)
     users = [*range(30), 999]  # 999: unknown, the fallback
     _assert_same_outputs(model, loaded, users, X)
-    np.testing.assert_array_equal(loaded.user_ids_, model.user_ids_)
+    # user ids are stored as keyed hashes (the default); items as they are
+    from sklearn_recsys._input import keyed_hashes
+
+    key = bytes.fromhex((tmp_path / "model.safetensors.key").read_text())
+    np.testing.assert_array_equal(loaded.user_ids_, keyed_hashes(model.user_ids_, key))
     np.testing.assert_array_equal(loaded.item_ids_, model.item_ids_)
     assert loaded.item_ids_.dtype == model.item_ids_.dtype
     assert (loaded._seen != model._seen).nnz == 0
@@ -138,7 +142,9 @@ def test_id_types_and_dtypes_survive(ids, tmp_path):
     items = np.tile(ids, 3)
     X = pd.DataFrame({"user": users, "item": items})
     model = Popularity().fit(X)
-    loaded = sklearn_recsys.load(sklearn_recsys.save(model, tmp_path / "m.safetensors"))
+    loaded = sklearn_recsys.load(
+        sklearn_recsys.save(model, tmp_path / "m.safetensors", user_ids="raw")
+    )
     assert loaded.user_ids_.dtype == model.user_ids_.dtype
     assert loaded.user_ids_.tolist() == model.user_ids_.tolist()
     assert [type(v) for v in loaded.item_ids_.tolist()] == [
@@ -150,6 +156,8 @@ def test_ids_that_json_cannot_hold_are_refused(tmp_path):
     X = pd.DataFrame({"user": [(1, 2), (3, 4)], "item": ["a", "b"]})
     model = Popularity().fit(X)
     with pytest.raises(TypeError, match="Ids of type tuple"):
+        sklearn_recsys.save(model, tmp_path / "m.safetensors", user_ids="raw")
+    with pytest.raises(TypeError, match="Keyed hashes are defined for"):
         sklearn_recsys.save(model, tmp_path / "m.safetensors")
 
 
@@ -364,3 +372,72 @@ def test_int8_linear_layers_on_load(tmp_path):
         sklearn_recsys.save(mf, tmp_path / "mf.safetensors"), quantize="int8"
     )
     np.testing.assert_array_equal(loaded.predict(X), mf.predict(X))
+
+
+# -- hashed user ids ---------------------------------------------------------------
+
+
+def _distinct_ids_model(name="mf-mse"):
+    rng = np.random.RandomState(0)
+    users = [f"person-{rng.randint(10**8, 10**9)}" for _ in range(25)] + [
+        987654321 + i for i in range(5)
+    ]
+    X, y = _table()
+    X["user"] = np.array(users, dtype=object)[X["user"].to_numpy()]
+    return _fit(name, X, y), X, users
+
+
+@pytest.mark.parametrize("name", ["mf-mse", "attention", "ease"])
+def test_hashed_artifact_contains_no_raw_user_id(name, tmp_path):
+    model, X, users = _distinct_ids_model(name)
+    path = sklearn_recsys.save(model, tmp_path / "m.safetensors")
+    raw = path.read_bytes()
+    for user in users:
+        assert str(user).encode() not in raw, user
+        if isinstance(user, int):
+            assert np.int64(user).tobytes() not in raw
+            assert np.int32(user).tobytes() not in raw
+    # with the key (the key file beside it), known users are recognised
+    loaded = sklearn_recsys.load(path)
+    _assert_same_outputs(model, loaded, [users[3], users[27], "stranger"], X)
+    # the raw form does list them
+    raw_path = sklearn_recsys.save(model, tmp_path / "raw.safetensors", user_ids="raw")
+    assert str(users[0]).encode() in raw_path.read_bytes()
+
+
+def test_user_id_key_sources(tmp_path, monkeypatch):
+    import os
+    import stat
+
+    model, X, users = _distinct_ids_model()
+    path = sklearn_recsys.save(model, tmp_path / "m.safetensors")
+    key_file = tmp_path / "m.safetensors.key"
+    assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
+    key = bytes.fromhex(key_file.read_text())
+    key_file.unlink()
+    with pytest.raises(ValueError, match="holds keyed hashes"):
+        sklearn_recsys.load(path)
+    with pytest.raises(ValueError, match="is not the key"):
+        sklearn_recsys.load(path, user_id_key=b"wrong")
+    loaded = sklearn_recsys.load(path, user_id_key=key)
+    _assert_same_outputs(model, loaded, users[:4], X)
+    monkeypatch.setenv("SKLEARN_RECSYS_USER_ID_KEY", "team secret")
+    path2 = sklearn_recsys.save(model, tmp_path / "m2.safetensors", user_id_key="team secret")
+    assert not (tmp_path / "m2.safetensors.key").exists()  # a given key is not written
+    _assert_same_outputs(model, sklearn_recsys.load(path2), users[:4], X)
+    with pytest.raises(ValueError, match="user_ids must be"):
+        sklearn_recsys.save(model, tmp_path / "x.safetensors", user_ids="plain")
+
+
+def test_resaving_a_hashed_model_keeps_its_key(tmp_path):
+    model, X, users = _distinct_ids_model()
+    loaded = sklearn_recsys.load(sklearn_recsys.save(model, tmp_path / "a.safetensors"))
+    again = sklearn_recsys.load(sklearn_recsys.save(loaded, tmp_path / "b.safetensors"))
+    assert (tmp_path / "b.safetensors.key").read_text() == (
+        tmp_path / "a.safetensors.key"
+    ).read_text()
+    _assert_same_outputs(model, again, users[:4], X)
+    with pytest.raises(ValueError, match="raw ids are unknown"):
+        sklearn_recsys.save(loaded, tmp_path / "c.safetensors", user_ids="raw")
+    with pytest.raises(ValueError, match="another key"):
+        sklearn_recsys.save(loaded, tmp_path / "c.safetensors", user_id_key=b"other")
