@@ -34,7 +34,6 @@ from torch.nn import functional as F
 from ._base import BaseRecommender
 from ._fold_in import fold_in_gradient, fold_in_ridge
 from ._input import seen_matrix
-from ._privacy import DifferentialPrivacy
 from ._objectives import (
     NegativeSampler,
     RecommenderLoss,
@@ -44,6 +43,7 @@ from ._objectives import (
     per_user_split,
     positive_keys,
 )
+from ._privacy import DifferentialPrivacy
 from ._sequence_data import left_padded, order_histories, ordered, training_sequences
 from ._training import (
     RecommenderNet,
