@@ -78,6 +78,10 @@ class DotProductRecommender(PairRecommender):
     (1, 2)
     """
 
+    # the network class that loading a saved model (skops, sklearn_recsys.load)
+    # may rebuild besides sklearn_recsys.nn's
+    _portable_modules = (DotScorer,)
+
     _parameter_constraints = {
         **PairRecommender._parameter_constraints,
         "n_components": [Interval(numbers.Integral, 1, None, closed="left")],

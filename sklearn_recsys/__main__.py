@@ -1,6 +1,7 @@
 """Command line entry point: ``python -m sklearn_recsys`` / ``sklearn-recsys``."""
 
 import argparse
+import os
 import sys
 
 
@@ -85,6 +86,8 @@ def main(argv=None):
             from .serving import serve as serve_model
         except ImportError as exc:
             parser.exit(1, f"sklearn-recsys serve: {exc}\n")
+        if not os.path.isfile(args.artifact):
+            parser.exit(1, f"sklearn-recsys serve: no artifact file at {args.artifact!r}\n")
         serve_model(
             args.artifact, host=args.host, port=args.port, token=args.token,
             device=args.device, max_batch_size=args.max_batch_size,

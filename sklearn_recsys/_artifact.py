@@ -97,7 +97,7 @@ class _Writer:
     def _ids(self, ids, path):
         if ids.dtype.kind in "biuf":
             return self._array(ids, path, "id")
-        items = ids.tolist()
+        items = [item.item() if isinstance(item, np.generic) else item for item in ids.tolist()]
         for item in items:
             if isinstance(item, bool) or not isinstance(item, (str, int, float)):
                 raise TypeError(
@@ -152,20 +152,26 @@ def _int8_rows(array):
     return q, scale.astype(np.float32)
 
 
-def _decode(value, tensors):
+def _decode(value, tensors, fill_length=None):
     if isinstance(value, list):
         return [_decode(v, tensors) for v in value]
     if not isinstance(value, dict):
         return value
+    if "__csr__" in value:  # all-True data take the length of the indices
+        out = {k: _decode(v, tensors) for k, v in value.items() if k != "data"}
+        out["data"] = _decode(value["data"], tensors, fill_length=len(out["indices"]))
+        return out
     if "__array__" in value:
         dtype, shape = np.dtype(value["dtype"]), tuple(value["shape"])
         if value.get("fill"):
+            if fill_length is None or shape != (fill_length,):
+                raise ValueError("Malformed artifact: a filled array outside a matrix.")
             return np.ones(shape, dtype=dtype)
         array = tensors.get_tensor(value["__array__"])
         if "int8_scale" in value:
             scale = tensors.get_tensor(value["int8_scale"])
             array = array.astype(np.float32) * scale[:, None]
-        return np.ascontiguousarray(array.astype(dtype, copy=False).reshape(shape))
+        return array.astype(dtype, copy=False).reshape(shape).copy()  # 0-d stays 0-d
     if "__objects__" in value:
         return _listed_array(value["__objects__"])
     if "__ids__" in value:
@@ -264,7 +270,7 @@ def save(estimator, path, *, quantize=None, user_ids="hashed", user_id_key=None)
     from safetensors.numpy import save_file
     from sklearn.utils.validation import check_is_fitted
 
-    from ._base import BaseRecommender
+    from ._base import BaseRecommender, _refuse_int8_compute
 
     if not isinstance(estimator, BaseRecommender):
         raise TypeError(
@@ -275,12 +281,7 @@ def save(estimator, path, *, quantize=None, user_ids="hashed", user_id_key=None)
     if quantize not in _QUANTIZE:
         raise ValueError(f"quantize must be None or 'int8', got {quantize!r}.")
     check_is_fitted(estimator)
-    if _is_int8_compute(estimator._module()):
-        raise ValueError(
-            "This model was loaded with quantize='int8' (int8 linear layers) and "
-            "cannot be saved again; save the float model, with quantize='int8' for "
-            "int8 storage."
-        )
+    _refuse_int8_compute(estimator, "save")
     if user_ids not in ("hashed", "raw"):
         raise ValueError(f"user_ids must be 'hashed' or 'raw', got {user_ids!r}.")
     writer = _Writer(quantize)
@@ -309,7 +310,10 @@ def save(estimator, path, *, quantize=None, user_ids="hashed", user_id_key=None)
         "sizes": writer.stats,
         "versions": _versions(),
     }
-    save_file(writer.arrays, path, metadata={_METADATA_KEY: json.dumps(content)})
+    # write beside, then rename: a reader never sees a half-written artifact
+    partial = path.with_name(f".{path.name}.partial")
+    save_file(writer.arrays, partial, metadata={_METADATA_KEY: json.dumps(content)})
+    partial.replace(path)
     if write_key:
         _write_key(_key_path(path), key)
     return path
@@ -389,8 +393,17 @@ def read_metadata(path):
     -------
     metadata : dict
     """
+    import os
+    import stat
+
     from safetensors import safe_open
 
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"No artifact at {str(path)!r}.") from exc
+    if not stat.S_ISREG(mode):  # a FIFO or device would block the reader
+        raise ValueError(f"{str(path)!r} is not a regular file.")
     try:
         with safe_open(str(path), framework="numpy") as f:
             raw = (f.metadata() or {}).get(_METADATA_KEY)
@@ -545,7 +558,3 @@ def _quantize_linear_layers(estimator, quantize, device):
         )
 
 
-def _is_int8_compute(module):
-    return any(
-        isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in module.modules()
-    )

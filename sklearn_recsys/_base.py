@@ -57,6 +57,16 @@ from ._training import resolve_device
 _SCORE_BLOCK = 2**24
 
 
+def _refuse_int8_compute(estimator, what):
+    """Models with int8 linear layers (``load(quantize="int8")``) serve only."""
+    module = estimator._module()
+    if any(type(m).__module__.startswith("torch.ao.nn.quantized") for m in module.modules()):
+        raise ValueError(
+            f"This model was loaded with quantize='int8' (int8 linear layers); {what} "
+            "cannot store or export it. Use the float model (load without quantize)."
+        )
+
+
 def _check_users_1d(users, name="users"):
     users = as_id_array(users, name)
     if users.ndim == 0:
@@ -199,6 +209,9 @@ class BaseRecommender(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
 
     # Fitted attributes that are not stored (rebuilt or training-only).
     _NOT_PORTABLE = ()
+    # Network classes of your own (besides sklearn_recsys.nn's) that loading
+    # this estimator's state may rebuild (skops trusts them with the class).
+    _portable_modules = ()
 
     def _portable_fitted_state(self):
         """The fitted state in plain form (see :mod:`sklearn_recsys._artifact`)."""
@@ -212,6 +225,18 @@ class BaseRecommender(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
 
     def _restore_portable_state(self, fitted, device, trusted=()):
         """Set the fitted state from its plain form, on ``device``."""
+        params = self.get_params(deep=False)
+        for name in fitted:
+            # fitted attributes only: no parameter, method, property or dunder
+            if (
+                not isinstance(name, str) or not name.isidentifier()
+                or name.startswith("__") or name in params or hasattr(type(self), name)
+            ):
+                raise ValueError(
+                    f"Unexpected fitted attribute {name!r} in the model state of "
+                    f"{type(self).__name__}."
+                )
+        trusted = (*trusted, *type(self)._portable_modules)
         state = {name: from_plain(value, device, trusted) for name, value in fitted.items()}
         self._set_fitted_state(self._restored(state, device))
 
@@ -223,7 +248,7 @@ class BaseRecommender(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         # pickle, copy and joblib keep the full state (the skorch net with its
         # optimizer, for warm starts); ``__getstate__`` is the portable state
         if protocol < 2:
-            return super().__reduce_ex__(protocol)
+            return copyreg._reconstructor, (type(self), object, None), self._pickle_state()
         return copyreg.__newobj__, (type(self),), self._pickle_state()
 
     def _pickle_state(self):
@@ -239,6 +264,7 @@ class BaseRecommender(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             "params": to_plain(self.get_params(deep=False)),
         }
         if getattr(self, "_fitted_names", None):
+            _refuse_int8_compute(self, "skops")
             state["fitted"] = self._portable_fitted_state()
         return state
 

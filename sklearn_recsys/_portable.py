@@ -116,6 +116,26 @@ def from_plain(value, device="cpu", trusted=()):
     return {k: from_plain(v, device, trusted) for k, v in value.items()}
 
 
+def _check_sizes(cls, config, state):
+    """Build the network on the meta device first: its sizes must be the file's.
+
+    A configuration that does not match the stored weights (e.g. sizes made
+    up to exhaust memory) is refused before anything is allocated.
+    """
+    try:
+        with torch.device("meta"), torch.random.fork_rng(devices=[]):
+            probe = cls(**config)
+    except Exception:  # noqa: BLE001 - a network that cannot be built on meta
+        return
+    expected = {k: tuple(v.shape) for k, v in probe.state_dict().items()}
+    stored = {k: tuple(v.shape) for k, v in state.items()}
+    if expected != stored:
+        raise ValueError(
+            f"The {cls.__name__} configuration of the model does not match its "
+            "stored weights (the artifact is corrupt or was altered)."
+        )
+
+
 def _module_from_plain(value, device, trusted):
     classes = _module_classes(trusted)
     name = value["__module__"]
@@ -128,9 +148,10 @@ def _module_from_plain(value, device, trusted):
         k: torch.as_tensor(v) if isinstance(v, np.ndarray) else v
         for k, v in from_plain(value["config"]).items()
     }
+    state = {k: torch.as_tensor(np.asarray(v)) for k, v in value["state"].items()}
+    _check_sizes(classes[name], config, state)
     # the weights come from the state dict: skip drawing an initialisation
     with torch.random.fork_rng(devices=[]):
         module = classes[name](**config)
-    state = {k: torch.as_tensor(np.asarray(v)) for k, v in value["state"].items()}
     module.load_state_dict(state, strict=True)
     return module.to(device).eval()

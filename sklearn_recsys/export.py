@@ -84,7 +84,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 from torch.nn import functional as F
 
-from ._base import BaseRecommender, _check_users_1d
+from ._base import BaseRecommender, _check_users_1d, _refuse_int8_compute
 from ._input import as_input
 from ._neural import NeuralRecommender, PairRecommender, SequenceRecommender
 from ._sequence_data import left_padded, ordered
@@ -188,6 +188,7 @@ def _check_estimator(estimator):
     """A fitted neural recommender of this package, or a TypeError."""
     if isinstance(estimator, NeuralRecommender):
         check_is_fitted(estimator, "net_")
+        _refuse_int8_compute(estimator, "sklearn_recsys.export")
         if isinstance(estimator, (PairRecommender, SequenceRecommender)):
             return estimator
     if isinstance(estimator, BaseRecommender) and not isinstance(estimator, NeuralRecommender):

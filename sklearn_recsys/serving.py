@@ -22,7 +22,8 @@ Endpoints (JSON in, JSON out; interactive OpenAPI documentation at ``/docs``):
   cosine similarity of the item embeddings, ``{"items": [[...]], "scores":
   [[...]]}``.
 * ``POST /predict`` -- ``{"users": [...], "items": [...]}`` (pairs, same
-  length): ``{"scores": [...]}``, one per pair.
+  length): ``{"scores": [...]}``, one per pair. Models fitted on a user x
+  item matrix predict for matrices of new users only, and answer 400 here.
 * ``GET /health`` -- status, model class, numbers of users and items,
   artifact path, uptime, model generation and the counts of requests and
   model calls (unauthenticated).
@@ -133,6 +134,8 @@ TOKEN_ENV = "SKLEARN_RECSYS_TOKEN"
 # Paths answered without a token: health checks and the API description.
 _PUBLIC_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"})
 _ENDPOINTS = ("/recommend", "/similar-items", "/predict", "/health", "/metrics", "/admin/reload")
+# Metric labels take fixed values only: a client cannot create new series.
+_METHODS = ("GET", "POST", "HEAD", "OPTIONS", "PUT", "DELETE", "PATCH")
 # Most ids (or pairs, or histories) one request may carry.
 _MAX_IDS = 100_000
 # Errors a model raises for values it refuses (answered 400, never 500).
@@ -457,7 +460,8 @@ class _Middleware:
         finally:
             metrics.in_progress.dec()
             metrics.latency.labels(endpoint).observe(time.perf_counter() - start)
-            metrics.requests.labels(endpoint, scope["method"], str(status)).inc()
+            method = scope["method"] if scope["method"] in _METHODS else "other"
+            metrics.requests.labels(endpoint, method, str(status)).inc()
             if status >= 400:
                 metrics.errors.labels(endpoint, str(status)).inc()
 

@@ -362,7 +362,7 @@ def test_int8_linear_layers_on_load(tmp_path):
     a = model.recommend(users, k=10, exclude_seen=False)[0]
     b = fast.recommend(users, k=10, exclude_seen=False)[0]
     assert np.mean([len(set(r) & set(s)) / 10 for r, s in zip(a, b)]) > 0.8
-    with pytest.raises(ValueError, match="cannot be saved again"):
+    with pytest.raises(ValueError, match="loaded with quantize=.int8."):
         sklearn_recsys.save(fast, tmp_path / "again.safetensors")
     with pytest.raises(ValueError, match="quantize"):
         sklearn_recsys.load(path, quantize="int4")
@@ -441,3 +441,96 @@ def test_resaving_a_hashed_model_keeps_its_key(tmp_path):
         sklearn_recsys.save(loaded, tmp_path / "c.safetensors", user_ids="raw")
     with pytest.raises(ValueError, match="another key"):
         sklearn_recsys.save(loaded, tmp_path / "c.safetensors", user_id_key=b"other")
+
+
+# -- robustness against altered files ----------------------------------------------
+
+
+def _rewrite(path, edit):
+    with safe_open(str(path), framework="numpy") as f:
+        meta = json.loads(f.metadata()["sklearn_recsys"])
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    edit(meta, tensors)
+    save_file(tensors, str(path), metadata={"sklearn_recsys": json.dumps(meta)})
+
+
+def test_altered_fitted_names_are_refused(tmp_path):
+    path = sklearn_recsys.save(_fit("popularity"), tmp_path / "m.safetensors",
+                               user_ids="raw")
+    for name in ("recommend", "handle_unknown", "__class__", "user_ids_"):
+        _rewrite(path, lambda meta, t, name=name: meta["fitted"].__setitem__(name, 1))
+        with pytest.raises(ValueError, match="Unexpected fitted attribute"):
+            sklearn_recsys.load(path)
+        _rewrite(path, lambda meta, t, name=name: meta["fitted"].pop(name))
+
+
+def test_altered_sizes_are_refused_before_allocating(tmp_path):
+    path = sklearn_recsys.save(_fit("mf-mse"), tmp_path / "m.safetensors", user_ids="raw")
+
+    def huge(meta, tensors):
+        meta["fitted"]["net_"]["config"]["n_users"] = 30_000_000
+
+    _rewrite(path, huge)
+    with pytest.raises(ValueError, match="does not match its stored weights"):
+        sklearn_recsys.load(path)
+
+
+def test_filled_arrays_only_inside_matrices(tmp_path):
+    path = sklearn_recsys.save(_fit("popularity"), tmp_path / "m.safetensors",
+                               user_ids="raw")
+
+    def bomb(meta, tensors):
+        meta["fitted"]["item_popularity_"] = {
+            "__array__": "x", "dtype": "|b1", "shape": [10**10], "fill": True,
+        }
+
+    _rewrite(path, bomb)
+    with pytest.raises(ValueError, match="Malformed artifact"):
+        sklearn_recsys.load(path)
+
+
+def test_not_a_regular_file(tmp_path):
+    import os
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match="not a regular file"):
+        sklearn_recsys.load(fifo)
+
+
+def test_old_pickle_protocols_keep_the_full_state():
+    model = _fit("mf-mse")
+    for protocol in (0, 1, 2, pickle.HIGHEST_PROTOCOL):
+        again = pickle.loads(pickle.dumps(model, protocol=protocol))
+        assert hasattr(again.net_, "optimizer_"), protocol
+        assert not getattr(again, "_from_artifact", False)
+
+
+def test_network_config_records_kwargs_and_refuses_data():
+    from sklearn_recsys.nn import BiasedMF, EASEScorer
+
+    class Wrapped(BiasedMF):
+        def __init__(self, n_users, n_items, **options):
+            super().__init__(n_users, n_items, **options)
+
+    net = Wrapped(3, 4, n_components=5, init_std=0.2)
+    assert net.get_config() == {"n_users": 3, "n_items": 4, "n_components": 5,
+                                "init_std": 0.2}
+    rebuilt = Wrapped(**net.get_config())
+    assert rebuilt.user_factors.weight.shape == net.user_factors.weight.shape
+    scorer = EASEScorer(
+        torch.zeros(3, 3), torch.zeros(2, dtype=torch.long), torch.zeros(0, dtype=torch.long),
+        torch.zeros(0), torch.zeros(3),
+    )
+    with pytest.raises(ValueError, match="not recorded"):
+        scorer.get_config()
+
+
+def test_numpy_integers_in_object_ids(tmp_path):
+    X = pd.DataFrame({"user": np.array([np.int64(5), "b", np.int64(5)], dtype=object),
+                      "item": ["x", "y", "y"]})
+    model = Popularity().fit(X)
+    loaded = sklearn_recsys.load(
+        sklearn_recsys.save(model, tmp_path / "m.safetensors", user_ids="raw")
+    )
+    assert loaded.user_ids_.tolist() == [5, "b"] or loaded.user_ids_.tolist() == ["b", 5]

@@ -265,10 +265,12 @@ class HybridCNN(LinearItemScorer):
         normalisation are the current buffers, which :meth:`set_content` may
         have replaced since the module was built.
         """
-        config = super().get_config()
+        if "_init_config" not in self.__dict__:
+            return super().get_config()  # raises: nothing recorded
+        config = dict(self.__dict__["_init_config"])
         config.update(
             n_id_items=self.n_id_items, content_index=self.content_index[:-1],
-            images=self.images, texts=self.texts,
+            images=self.images, texts=self.texts, image_mean=None, image_std=None,
         )
         if self.image_tower is not None:
             config.update(image_mean=self.image_mean, image_std=self.image_std)

@@ -41,12 +41,42 @@ import inspect
 from abc import ABCMeta, abstractmethod
 from contextlib import contextmanager
 
+import numpy as np
 import torch
 from torch import nn
 
 from ._random import init_parameters
 
 __all__ = ["Scorer", "LinearItemScorer"]
+
+# Marks a constructor argument that ``get_config`` cannot give back.
+_NOT_RECORDED = object()
+
+
+def _recorded_arguments(signature, module, args, kwargs):
+    """Keyword arguments rebuilding ``module``; data arguments are not kept.
+
+    Tensors and arrays are data (their memory would be held twice, and stay
+    on the CPU when the module moves): they, positional-only and ``*args``
+    arguments are marked :data:`_NOT_RECORDED`; ``**kwargs`` are merged in.
+    """
+    bound = signature.bind(module, *args, **kwargs)
+    bound.apply_defaults()
+    config = {}
+    for i, (name, value) in enumerate(bound.arguments.items()):
+        if i == 0:  # self
+            continue
+        kind = signature.parameters[name].kind
+        if kind is inspect.Parameter.VAR_KEYWORD:
+            config.update(value)
+        elif kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.POSITIONAL_ONLY):
+            config[name] = _NOT_RECORDED
+        else:
+            config[name] = value
+    for name, value in config.items():
+        if isinstance(value, (torch.Tensor, np.ndarray)):
+            config[name] = _NOT_RECORDED
+    return config
 
 
 class Scorer(nn.Module, metaclass=ABCMeta):
@@ -68,11 +98,7 @@ class Scorer(nn.Module, metaclass=ABCMeta):
         def recording_init(self, *args, **kw):
             init(self, *args, **kw)
             if type(self).__init__ is recording_init:
-                bound = signature.bind(self, *args, **kw)
-                bound.apply_defaults()
-                config = dict(bound.arguments)
-                config.pop(next(iter(signature.parameters)))  # self
-                self.__dict__["_init_config"] = config
+                self.__dict__["_init_config"] = _recorded_arguments(signature, self, args, kw)
 
         cls.__init__ = recording_init
 
@@ -83,13 +109,36 @@ class Scorer(nn.Module, metaclass=ABCMeta):
         """The constructor arguments this module was built with.
 
         ``type(module)(**module.get_config())`` builds the same network (its
-        weights then come from ``load_state_dict``).
+        weights then come from ``load_state_dict``). Arguments that are data
+        (tensors, arrays) are not recorded -- a module taking them overrides
+        this method with its current data (see
+        :meth:`~sklearn_recsys.nn.HybridCNN.get_config`) -- and neither are
+        positional-only or ``*args`` arguments.
 
         Returns
         -------
         config : dict
+
+        Raises
+        ------
+        ValueError
+            If the module's constructor arguments were not (all) recorded.
         """
-        return dict(self.__dict__.get("_init_config", {}))
+        config = self.__dict__.get("_init_config")
+        if config is None:
+            raise ValueError(
+                f"{type(self).__name__} has no record of its constructor arguments "
+                "(it was built before they were recorded, e.g. unpickled from an "
+                "older version): refit the model to save it."
+            )
+        missing = sorted(k for k, v in config.items() if v is _NOT_RECORDED)
+        if missing:
+            raise ValueError(
+                f"{type(self).__name__} was built with arguments that are not recorded "
+                f"{missing} (data, or positional-only / *args arguments); override "
+                "get_config to give them."
+            )
+        return dict(config)
 
     @abstractmethod
     def user_representation(self, users):
