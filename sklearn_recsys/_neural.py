@@ -39,8 +39,10 @@ from ._objectives import (
     RecommenderLoss,
     SequenceLoss,
     SequenceNegativeSampler,
+    SharedNegatives,
     UserRowTargets,
     per_user_split,
+    popularity_log_q,
     positive_keys,
 )
 from ._privacy import DifferentialPrivacy
@@ -258,8 +260,11 @@ class NeuralRecommender(BaseRecommender):
         raise NotImplementedError
 
     def _criterion(self, fit):
+        log_q = None
+        if getattr(self, "loss", None) == "sampled_softmax":
+            log_q = popularity_log_q(fit.data.items, fit.n_items, fit.device)
         return RecommenderLoss(**{
-            "loss": self.loss, "alpha": self._resolved_alpha(),
+            "loss": self.loss, "alpha": self._resolved_alpha(), "log_q": log_q,
             **self._net_params_for("criterion"),
         })
 
@@ -475,7 +480,7 @@ class PairRecommender(NeuralRecommender):
                 f"[{values.min():g}, {values.max():g}]. Binarize ratings first "
                 "(e.g. sklearn.preprocessing.Binarizer) or use loss='mse'."
             )
-        if self.loss in ("bpr", "softmax") and values.min() < 0:
+        if self.loss in ("bpr", "softmax", "sampled_softmax") and values.min() < 0:
             raise ValueError(
                 f"loss={self.loss!r} needs non-negative interaction weights, got a "
                 f"minimum of {values.min():g}."
@@ -506,14 +511,19 @@ class PairRecommender(NeuralRecommender):
         if valid_idx is not None:
             dataset, valid = dataset.subset(train_idx), dataset.subset(valid_idx)
         sampler = None
-        if self.loss != "mse":
+        fitted = {}
+        if self.loss == "sampled_softmax":
+            sampler = SharedNegatives(
+                popularity_log_q(data.items, fit.n_items, device), self._resolved_negatives()
+            )
+        elif self.loss != "mse":
             trained = np.unique(data.items)
             sampler = NegativeSampler(
-                positive_keys(users, items, fit.n_items), fit.n_items, self.n_negatives,
+                positive_keys(users, items, fit.n_items), fit.n_items, self._resolved_negatives(),
                 None if len(trained) == fit.n_items
                 else torch.as_tensor(trained, device=device),
             )
-        return TrainingData(dataset, valid, sampler)
+        return TrainingData(dataset, valid, sampler, fitted)
 
     def _validation_rows(self, fit):
         """Training and validation row indices, or ``(None, None)`` without."""
@@ -594,6 +604,15 @@ class PairRecommender(NeuralRecommender):
                 if len(cold):
                     emb.weight[torch.as_tensor(cold, device=emb.weight.device)] = 0
 
+    def _resolved_negatives(self, fit=None):
+        """``n_negatives``, with ``"auto"`` resolved (see the models' docs)."""
+        if self.n_negatives != "auto":
+            return self.n_negatives
+        return self._AUTO_SHARED_NEGATIVES if self.loss == "sampled_softmax" else 4
+
+    # Items shared by a batch under the sampled softmax (n_negatives="auto").
+    _AUTO_SHARED_NEGATIVES = 512
+
     def _per_user_parameters(self):
         # the user factors and biases: a row is reached by its user's loss only
         return ("user_factors.weight", "user_bias.weight")
@@ -622,7 +641,7 @@ class PairRecommender(NeuralRecommender):
                 "item matrix of ratings (columns = item_ids_) instead."
             )
         H = histories.to_csr(len(self._item_index))
-        if self.loss in ("bpr", "softmax") and H.nnz and H.data.min() < 0:
+        if self.loss in ("bpr", "softmax", "sampled_softmax") and H.nnz and H.data.min() < 0:
             raise ValueError(
                 f"loss={self.loss!r} folds new users in from non-negative "
                 f"interaction weights; the histories hold {H.data.min():g}."
@@ -645,7 +664,9 @@ class PairRecommender(NeuralRecommender):
                 ).shape[1]
             return fold_in_gradient(
                 score_all, dim, len(self._item_index), H, device=device,
-                loss=self.loss, alpha=alpha, n_negatives=self.n_negatives,
+                # the sampled softmax estimates the full one: fold in with it
+                loss="softmax" if self.loss == "sampled_softmax" else self.loss,
+                alpha=alpha, n_negatives=self._resolved_negatives(),
                 negatives=self._negative_items(device), cost=module.score_cost,
                 # softmax: the penalty of a user weighs like the mean training
                 # mass of a user (see ``_user_rows_data``)
@@ -674,8 +695,9 @@ class SequenceRecommender(NeuralRecommender):
         "embedding_dim": [Interval(numbers.Integral, 1, None, closed="left")],
         "max_len": [Interval(numbers.Integral, 1, None, closed="left")],
         "dropout": [Interval(numbers.Real, 0, 1, closed="left")],
-        "loss": [StrOptions({"softmax", "bce"})],
-        "n_negatives": [Interval(numbers.Integral, 1, None, closed="left")],
+        "loss": [StrOptions({"auto", "softmax", "sampled_softmax", "bce"})],
+        "n_negatives": [Interval(numbers.Integral, 1, None, closed="left"),
+                        StrOptions({"auto"})],
         "time_col": [str, numbers.Integral, None],
         "differential_privacy": [DifferentialPrivacy, None],
     }
@@ -736,13 +758,19 @@ class SequenceRecommender(NeuralRecommender):
         if n_train < len(dataset):
             valid = dataset.subset(np.arange(n_train, len(dataset)))
             dataset = dataset.subset(np.arange(n_train))
-        sampler = SequenceNegativeSampler(
-            positive_keys(
-                torch.as_tensor(data.users, device=device),
-                torch.as_tensor(data.items, device=device), fit.n_items,
-            ),
-            fit.n_items, self.n_negatives if self.loss == "bce" else 0,
-        )
+        if self._resolved_loss(fit) == "sampled_softmax":
+            sampler = SharedNegatives(
+                popularity_log_q(data.items, fit.n_items, device),
+                self._resolved_negatives(fit), drop_users=True,
+            )
+        else:
+            sampler = SequenceNegativeSampler(
+                positive_keys(
+                    torch.as_tensor(data.users, device=device),
+                    torch.as_tensor(data.items, device=device), fit.n_items,
+                ),
+                fit.n_items, self._resolved_negatives(fit) if self.loss == "bce" else 0,
+            )
         fitted = {"_history_items": flat, "_history_indptr": indptr}
         return TrainingData(dataset, valid, sampler, fitted)
 
@@ -758,7 +786,36 @@ class SequenceRecommender(NeuralRecommender):
         return super()._restored(state, device)
 
     def _criterion(self, fit):
-        return SequenceLoss(**{"loss": self.loss, **self._net_params_for("criterion")})
+        loss = self._resolved_loss(fit)
+        log_q = None
+        if loss == "sampled_softmax":
+            log_q = popularity_log_q(fit.data.items, fit.n_items, fit.device)
+        return SequenceLoss(**{
+            "loss": loss, "log_q": log_q, **self._net_params_for("criterion"),
+        })
+
+    # Positions x items of full-softmax logits in one batch above which
+    # loss="auto" samples the softmax (2**26 floats: 256 MiB, as much again
+    # for their gradient).
+    _AUTO_SAMPLED_LOGITS = 2**26
+    # Items shared by a batch under the sampled softmax (n_negatives="auto").
+    _AUTO_SHARED_NEGATIVES = 512
+
+    def _resolved_loss(self, fit):
+        """``loss``, with ``"auto"`` resolved for this fit's catalogue."""
+        if self.loss != "auto":
+            return self.loss
+        positions = self._batch_size() * self.max_len
+        return "softmax" if positions * fit.n_items <= self._AUTO_SAMPLED_LOGITS else (
+            "sampled_softmax"
+        )
+
+    def _resolved_negatives(self, fit):
+        if self.n_negatives != "auto":
+            return self.n_negatives
+        if self._resolved_loss(fit) == "sampled_softmax":
+            return min(self._AUTO_SHARED_NEGATIVES, fit.n_items)
+        return 1
 
     def _optimizer(self, fit):
         return torch.optim.Adam, {"weight_decay": self.alpha}

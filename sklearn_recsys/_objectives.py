@@ -18,6 +18,7 @@ from torch.nn import functional as F
 
 __all__ = [
     "NegativeSampler",
+    "SharedNegatives",
     "SequenceNegativeSampler",
     "UserRowTargets",
     "per_user_split",
@@ -100,6 +101,68 @@ class SequenceNegativeSampler(NegativeSampler):
             negs = self.sample(users.repeat_interleave(length), generator)
             batch["neg_items"] = negs.view(batch_size, length, self.n_negatives)
         return batch
+
+
+def popularity_log_q(items, n_items, device, power=0.75):
+    """Log-probabilities of the sampled-softmax proposal, ``(n_items,)``.
+
+    Items are drawn in proportion to ``(count + 1) ** power`` of their
+    training interactions (smoothed popularity, as word2vec draws words).
+    """
+    counts = np.bincount(np.asarray(items), minlength=n_items).astype(np.float64)
+    weights = (counts + 1.0) ** power
+    return torch.as_tensor(np.log(weights / weights.sum()), dtype=torch.float32, device=device)
+
+
+class SharedNegatives:
+    """One sample of ``n_negatives`` items shared by a whole batch.
+
+    The batch transform of the sampled softmax: adds ``shared_items``, the
+    same ``n_negatives`` items for every row of the batch, drawn with
+    replacement from the proposal of
+    log-probabilities ``log_q`` (:func:`popularity_log_q`) on the device. Its
+    cost per batch does not grow with the catalogue.
+
+    Parameters
+    ----------
+    log_q : torch.Tensor of shape (n_items,)
+    n_negatives : int
+    drop_users : bool, default=False
+        Remove ``users`` from the batch (the sequence encoders do not read it).
+    """
+
+    def __init__(self, log_q, n_negatives, drop_users=False):
+        self.probs = log_q.exp()
+        self.n_negatives = n_negatives
+        self.drop_users = drop_users
+
+    def __call__(self, batch, generator):
+        rows = len(next(iter(batch.values())))
+        if self.drop_users:
+            batch.pop("users")
+        sample = torch.multinomial(
+            self.probs, self.n_negatives, replacement=True, generator=generator
+        )
+        # one row per batch row (a stride-0 view), as skorch wants every
+        # input of a batch to have the batch's length
+        batch["shared_items"] = sample[None, :].expand(rows, -1)
+        return batch
+
+
+def sampled_softmax_loss(pos, neg, pos_items, neg_items, log_q):
+    """Sampled softmax with the logQ correction, per row ``(N,)``.
+
+    ``pos`` ``(N,)`` scores the rows' own items ``pos_items``, ``neg``
+    ``(N, K)`` the shared sample ``neg_items`` ``(K,)``. Each score is
+    corrected by the log-probability of drawing its item (Bengio & Senecal
+    2008; Yi et al. 2019), so that the loss estimates the cross-entropy over
+    the whole catalogue; a sampled item equal to the row's own item is left
+    out (an accidental hit).
+    """
+    logits = torch.cat([(pos - log_q[pos_items])[:, None], neg - log_q[neg_items][None, :]], 1)
+    hits = neg_items[None, :] == pos_items[:, None]
+    logits[:, 1:] = logits[:, 1:].masked_fill(hits, float("-inf"))
+    return torch.logsumexp(logits, dim=1) - logits[:, 0]
 
 
 class UserRowTargets:
@@ -197,6 +260,10 @@ class RecommenderLoss(nn.Module):
       rows.
     * ``"bpr"``: Bayesian personalised ranking, ``-log sigmoid(pos - neg)``
       weighted by ``y``.
+    * ``"sampled_softmax"``: the cross-entropy of each interaction over its
+      item and a sample of negatives shared by the batch, corrected by the
+      proposal's ``log_q`` (:func:`sampled_softmax_loss`), weighted by ``y``;
+      the module also returns the items of ``pos`` and of the sample.
     * ``"softmax"``: the module scored a batch of users against the whole
       catalogue: ``pos`` holds the ``(B, n_items)`` scores and ``neg`` the
       target weights of the same shape (:class:`UserRowTargets`); the loss
@@ -211,13 +278,14 @@ class RecommenderLoss(nn.Module):
     weighted means.
     """
 
-    def __init__(self, loss="mse", alpha=0.0):
+    def __init__(self, loss="mse", alpha=0.0, log_q=None):
         super().__init__()
         self.loss = loss
         self.alpha = alpha
+        self.log_q = log_q
 
     def forward(self, y_pred, y_true=None):
-        pos, neg, penalty = y_pred
+        pos, neg, penalty, *items = y_pred
         if self.loss == "softmax":
             mass = neg.sum().clamp(min=torch.finfo(pos.dtype).tiny)
             value = -(neg * F.log_softmax(pos, dim=1)).sum() / mass
@@ -232,6 +300,8 @@ class RecommenderLoss(nn.Module):
         elif self.loss == "bce":
             value = F.binary_cross_entropy_with_logits(pos, y_true, reduction="none")
             value = value + F.softplus(neg).sum(dim=1)
+        elif self.loss == "sampled_softmax":
+            value = sampled_softmax_loss(pos, neg, *items, self.log_q) * y_true
         else:  # "bpr"
             value = -F.logsigmoid(pos[:, None] - neg).mean(dim=1) * y_true
         value = _weighted_mean(value, weight)
@@ -247,15 +317,20 @@ class SequenceLoss(nn.Module):
       catalogue, averaged over the non-padded positions;
     * ``"bce"``: binary cross-entropy with logits, the next item labelled 1
       and each sampled negative 0 (summed per position), averaged over the
-      non-padded positions.
+      non-padded positions;
+    * ``"sampled_softmax"``: the cross-entropy of the next item over itself
+      and a sample of items shared by the batch, with the logQ correction
+      (:func:`sampled_softmax_loss`); ``labels`` is then ``(next items,
+      sampled items)``.
 
     A ``y`` of shape ``(B, L, 2)`` holds the targets and the sample weights
     of the positions: the average is then weighted.
     """
 
-    def __init__(self, loss="softmax"):
+    def __init__(self, loss="softmax", log_q=None):
         super().__init__()
         self.loss = loss
+        self.log_q = log_q
 
     def forward(self, y_pred, y_true=None):
         scores, labels = y_pred
@@ -266,6 +341,11 @@ class SequenceLoss(nn.Module):
             weight = y_true[..., 1][y_true[..., 0] > 0]
         if self.loss == "softmax":
             value = F.cross_entropy(scores, labels, reduction="none")
+        elif self.loss == "sampled_softmax":
+            pos_items, neg_items = labels
+            value = sampled_softmax_loss(
+                scores[:, 0], scores[:, 1:], pos_items, neg_items, self.log_q
+            )
         else:
             value = F.softplus(-scores[:, 0]) + F.softplus(scores[:, 1:]).sum(dim=1)
         return _weighted_mean(value, weight)

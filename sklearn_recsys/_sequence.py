@@ -51,14 +51,21 @@ class LSTMRecommender(SequenceRecommender):
         Number of stacked LSTM layers.
     dropout : float, default=0.3
         Dropout on the embeddings, between LSTM layers and on the states.
-    loss : {"softmax", "bce"}, default="softmax"
+    loss : {"auto", "softmax", "sampled_softmax", "bce"}, default="auto"
         ``"softmax"``: cross-entropy of the next item over the whole
-        catalogue. ``"bce"``: binary cross-entropy of the next item against
-        ``n_negatives`` negatives sampled per position (cheaper for large
-        catalogues).
-    n_negatives : int, default=1
-        Negatives sampled per position for ``loss="bce"``, uniformly among
-        the items the user never interacted with.
+        catalogue (a batch holds ``batch_size * max_len * n_items`` logits).
+        ``"sampled_softmax"``: its estimate over the next item and
+        ``n_negatives`` items drawn for the whole batch in proportion to
+        their smoothed popularity, with the logQ correction: the cost of a
+        batch does not grow with the catalogue. ``"bce"``: binary
+        cross-entropy of the next item against ``n_negatives`` negatives
+        sampled per position (SASRec's original loss). ``"auto"``:
+        ``"softmax"`` while a batch's logits fit in 2**26 floats (e.g. up to
+        about 20k items with the default batch), else ``"sampled_softmax"``.
+    n_negatives : int or "auto", default="auto"
+        Negatives per position for ``loss="bce"`` (uniform among the items
+        the user never interacted with; "auto": 1), or items shared by a
+        batch for ``"sampled_softmax"`` ("auto": 512).
     alpha : float, default=0.0
         L2 penalty (Adam's weight decay) on all the weights.
     max_iter : int, default=20
@@ -129,8 +136,8 @@ class LSTMRecommender(SequenceRecommender):
     }
 
     def __init__(
-        self, *, embedding_dim=64, max_len=50, n_layers=2, dropout=0.3, loss="softmax",
-        n_negatives=1, alpha=0.0, max_iter=20, batch_size=64, learning_rate_init=5e-3,
+        self, *, embedding_dim=64, max_len=50, n_layers=2, dropout=0.3, loss="auto",
+        n_negatives="auto", alpha=0.0, max_iter=20, batch_size=64, learning_rate_init=5e-3,
         early_stopping=False, validation_fraction=0.1, n_iter_no_change=5, tol=1e-4,
         warm_start=False, differential_privacy=None, handle_unknown="fallback",
         user_col="user", item_col="item", time_col="timestamp", device="cpu",
@@ -210,13 +217,21 @@ class AttentionRecommender(SequenceRecommender):
     dropout : float, default=0.3
         Dropout on the embeddings and the residual branches (not on the
         attention weights).
-    loss : {"softmax", "bce"}, default="softmax"
+    loss : {"auto", "softmax", "sampled_softmax", "bce"}, default="auto"
         ``"softmax"``: cross-entropy of the next item over the whole
-        catalogue. ``"bce"``: binary cross-entropy of the next item against
-        ``n_negatives`` negatives sampled per position (SASRec's loss).
-    n_negatives : int, default=1
-        Negatives sampled per position for ``loss="bce"``, uniformly among
-        the items the user never interacted with.
+        catalogue (a batch holds ``batch_size * max_len * n_items`` logits).
+        ``"sampled_softmax"``: its estimate over the next item and
+        ``n_negatives`` items drawn for the whole batch in proportion to
+        their smoothed popularity, with the logQ correction: the cost of a
+        batch does not grow with the catalogue. ``"bce"``: binary
+        cross-entropy of the next item against ``n_negatives`` negatives
+        sampled per position (SASRec's original loss). ``"auto"``:
+        ``"softmax"`` while a batch's logits fit in 2**26 floats (e.g. up to
+        about 20k items with the default batch), else ``"sampled_softmax"``.
+    n_negatives : int or "auto", default="auto"
+        Negatives per position for ``loss="bce"`` (uniform among the items
+        the user never interacted with; "auto": 1), or items shared by a
+        batch for ``"sampled_softmax"`` ("auto": 512).
     alpha : float, default=0.0
         L2 penalty (Adam's weight decay) on all the weights.
     max_iter : int, default=20
@@ -287,7 +302,7 @@ class AttentionRecommender(SequenceRecommender):
 
     def __init__(
         self, *, embedding_dim=64, max_len=50, n_blocks=2, n_heads=1, dropout=0.3,
-        loss="softmax", n_negatives=1, alpha=0.0, max_iter=20, batch_size=64,
+        loss="auto", n_negatives="auto", alpha=0.0, max_iter=20, batch_size=64,
         learning_rate_init=5e-3, early_stopping=False, validation_fraction=0.1,
         n_iter_no_change=5, tol=1e-4, warm_start=False, differential_privacy=None,
         handle_unknown="fallback", user_col="user", item_col="item", time_col="timestamp",

@@ -235,7 +235,7 @@ def _check_scores(scores):
 def _post_processing(estimator):
     """Name of the estimator's ``_postprocess_scores``/``_score_pairs`` mapping."""
     if isinstance(estimator, SequenceRecommender):
-        return "log_softmax" if estimator.loss == "softmax" else "logsigmoid"
+        return "logsigmoid" if estimator.loss == "bce" else "log_softmax"
     return "sigmoid" if estimator.loss == "bce" else None
 
 

@@ -273,7 +273,7 @@ def test_sequence_histories(name, fitted, program):
     raw = np.empty_like(rec_scores)
     for row in range(len(lists)):
         raw[row, [items.index(i) for i in rec_ids[row]]] = rec_scores[row]
-    post = log_softmax(raw, axis=1) if est.loss == "softmax" else -np.logaddexp(0, -raw)
+    post = -np.logaddexp(0, -raw) if est.loss == "bce" else log_softmax(raw, axis=1)
     np.testing.assert_allclose(torch_scores, post, **TOL)
     # the same histories as a table (ordered by time) and as a matrix
     table = pd.DataFrame(

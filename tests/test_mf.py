@@ -79,8 +79,11 @@ def test_explicit_quality_floor(explicit):
         dict(loss="bce", architecture="neumf", hidden_layer_sizes=(16,),
              solver="sparse_adam"),
         dict(loss="softmax"),
+        dict(loss="sampled_softmax", n_negatives=32),
+        dict(loss="sampled_softmax", n_negatives=32, solver="sparse_adam"),
     ],
-    ids=["bpr", "bce", "neumf", "bpr-sparse", "neumf-sparse", "softmax"],
+    ids=["bpr", "bce", "neumf", "bpr-sparse", "neumf-sparse", "softmax", "sampled",
+         "sampled-sparse"],
 )
 def test_implicit_quality_floor(implicit, params):
     df, _ = implicit

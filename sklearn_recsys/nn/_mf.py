@@ -109,11 +109,14 @@ class BiasedMF(LinearItemScorer):
         q, b = self._item_side(items)
         return augmented(q, b, self.global_bias)
 
-    def forward(self, users, items=None, neg_items=None, targets=None):
+    def forward(self, users, items=None, neg_items=None, targets=None, shared_items=None):
         """Training output ``(pos, neg, penalty)`` of a batch.
 
         With ``items`` (and sampled ``neg_items``): the scores of the pairs and
-        of the negatives, and each row's L2 penalty. With ``targets`` instead
+        of the negatives, and each row's L2 penalty. With ``shared_items``
+        instead (the sampled softmax: the same ``K`` items in every row of
+        ``(B, K)``), the ``(B, K)`` scores of that sample come with the items
+        of both, ``(pos, neg, penalty, items, shared_items[0])``. With ``targets`` instead
         (the full-catalogue loss): the ``(B, n_items)`` scores of the users,
         the targets passed through, and each user's penalty
         ``|p_u|^2 + mean_i |q_i|^2``.
@@ -130,6 +133,15 @@ class BiasedMF(LinearItemScorer):
             self.global_bias
         ).pow(2)
         neg = None
+        if shared_items is not None:
+            # one sample shared by the batch (sampled softmax): (B, K) scores
+            neg_items = shared_items[0]
+            qn_aug, offset_n = self.item_linear_terms(neg_items)
+            neg = torch.addmm(offset_n[None, :], u, qn_aug.T)
+            penalty = penalty + (
+                (qn_aug[:, :-1] ** 2).sum(-1) + offset_n.sub(self.global_bias).pow(2)
+            ).mean()
+            return pos, neg, penalty, items, neg_items
         if neg_items is not None:
             qn_aug, offset_n = self.item_linear_terms(neg_items)
             neg = (u[:, None, :] * qn_aug).sum(-1) + offset_n

@@ -15,12 +15,14 @@ Both share one protocol (after Spotlight's sequence representations):
   0-based item indices (no shift), where ``e_i`` are the output item
   embeddings (tied to the input ones by default) and ``b_i`` a learned item
   bias. An empty history thus scores items by their bias alone;
-* ``forward(seqs, targets, neg_items=None)`` for training: ``targets`` are
+* ``forward(seqs, targets, neg_items=None, shared_items=None)`` for training: ``targets`` are
   ``(B, L)`` next items (shifted, 0 = no target). Returns ``(scores,
   labels)``: the full ``(N, n_items)`` logits of the ``N`` non-padded
   positions and their 0-based labels ``(N,)``; or, with sampled
   ``neg_items`` of shape ``(B, L, n_negatives)`` (0-based), ``(N, 1 +
-  n_negatives)`` logits whose first column is the target's, and ``None``.
+  n_negatives)`` logits whose first column is the target's, and ``None``;
+  or, with ``shared_items`` ``(B, K)`` (the same ``K`` items in every row:
+  the sampled softmax), ``(N, 1 + K)`` logits and ``(labels, items)``.
 
 Padding never influences a real position: the LSTM reads each sequence
 realigned to start at its first item (the padding moved behind the real
@@ -101,16 +103,21 @@ class _SequenceEncoder(Scorer):
         weight, bias = self.item_embeddings(), self.output_bias
         return (user_repr * take(weight, items)).sum(-1) + take(bias, items)
 
-    def forward(self, seqs, targets, neg_items=None):
+    def forward(self, seqs, targets, neg_items=None, shared_items=None):
         states = self.sequence_states(seqs)
         mask = targets > 0
         h = states[mask]
         labels = targets[mask] - 1
-        if neg_items is None:
+        if neg_items is None and shared_items is None:
             return self.score_all(h), labels
         pos = self.score_pairs(h, labels)
-        neg = neg_items[mask]
         weight = self.item_embeddings()
+        if shared_items is not None:  # one sample shared by the batch (sampled softmax)
+            sample = shared_items[0]
+            neg_scores = torch.addmm(take(self.output_bias, sample)[None, :], h,
+                                     take(weight, sample).T)
+            return torch.cat([pos[:, None], neg_scores], dim=1), (labels, sample)
+        neg = neg_items[mask]
         neg_scores = torch.einsum("nd,nkd->nk", h, take(weight, neg)) + take(self.output_bias, neg)
         return torch.cat([pos[:, None], neg_scores], dim=1), None
 
