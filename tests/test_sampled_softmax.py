@@ -7,7 +7,11 @@ import torch
 from torch.nn import functional as F
 
 from sklearn_recsys import AttentionRecommender, LSTMRecommender, MatrixFactorization
-from sklearn_recsys._objectives import SharedNegatives, popularity_log_q, sampled_softmax_loss
+from sklearn_recsys._objectives import (
+    SharedNegatives,
+    popularity_log_q,
+    sampled_softmax_loss,
+)
 from sklearn_recsys.datasets import make_interactions
 
 
