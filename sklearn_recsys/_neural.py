@@ -40,6 +40,7 @@ from ._objectives import (
     SequenceLoss,
     SequenceNegativeSampler,
     SharedNegatives,
+    UserRowSample,
     UserRowTargets,
     per_user_split,
     popularity_log_q,
@@ -498,7 +499,7 @@ class PairRecommender(NeuralRecommender):
         values = self._check_targets(data.values)
         if values is None:
             values = np.ones(len(data.users), dtype=np.float32)
-        if self.loss == "softmax":
+        if self.loss in ("softmax", "sampled_softmax"):
             return self._user_rows_data(fit, values)
         users = torch.as_tensor(data.users, device=device)
         items = torch.as_tensor(data.items, device=device)
@@ -511,19 +512,14 @@ class PairRecommender(NeuralRecommender):
         if valid_idx is not None:
             dataset, valid = dataset.subset(train_idx), dataset.subset(valid_idx)
         sampler = None
-        fitted = {}
-        if self.loss == "sampled_softmax":
-            sampler = SharedNegatives(
-                popularity_log_q(data.items, fit.n_items, device), self._resolved_negatives()
-            )
-        elif self.loss != "mse":
+        if self.loss != "mse":
             trained = np.unique(data.items)
             sampler = NegativeSampler(
                 positive_keys(users, items, fit.n_items), fit.n_items, self._resolved_negatives(),
                 None if len(trained) == fit.n_items
                 else torch.as_tensor(trained, device=device),
             )
-        return TrainingData(dataset, valid, sampler, fitted)
+        return TrainingData(dataset, valid, sampler)
 
     def _validation_rows(self, fit):
         """Training and validation row indices, or ``(None, None)`` without."""
@@ -577,11 +573,18 @@ class PairRecommender(NeuralRecommender):
 
         train = users_with_data(0)
         valid = users_with_data(1) if valid_idx is not None else None
-        transform = UserRowTargets(
+        csr = (
             torch.as_tensor(matrix.indptr.astype(np.int64), device=device),
             torch.as_tensor(matrix.indices.astype(np.int64), device=device),
             torch.as_tensor(matrix.data, device=device), fit.n_items,
         )
+        if self.loss == "sampled_softmax":
+            transform = UserRowSample(
+                *csr, popularity_log_q(data.items, fit.n_items, device),
+                self._resolved_negatives(),
+            )
+        else:
+            transform = UserRowTargets(*csr)
         n_train = np.count_nonzero(matrix.data[: matrix.indptr[n_users]])
         per_user = n_train / max(1, len(train))
         # Per batch the loss is (sum of cross-entropies) / (batch mass) +
@@ -670,7 +673,9 @@ class PairRecommender(NeuralRecommender):
                 negatives=self._negative_items(device), cost=module.score_cost,
                 # softmax: the penalty of a user weighs like the mean training
                 # mass of a user (see ``_user_rows_data``)
-                penalty_mass=self._user_mass_ if self.loss == "softmax" else None,
+                penalty_mass=(
+                    self._user_mass_ if self.loss in ("softmax", "sampled_softmax") else None
+                ),
             )
 
 

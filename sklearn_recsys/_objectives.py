@@ -19,6 +19,7 @@ from torch.nn import functional as F
 __all__ = [
     "NegativeSampler",
     "SharedNegatives",
+    "UserRowSample",
     "SequenceNegativeSampler",
     "UserRowTargets",
     "per_user_split",
@@ -132,6 +133,7 @@ class SharedNegatives:
     """
 
     def __init__(self, log_q, n_negatives, drop_users=False):
+        self.log_q = log_q
         self.probs = log_q.exp()
         self.n_negatives = n_negatives
         self.drop_users = drop_users
@@ -163,6 +165,79 @@ def sampled_softmax_loss(pos, neg, pos_items, neg_items, log_q):
     hits = neg_items[None, :] == pos_items[:, None]
     logits[:, 1:] = logits[:, 1:].masked_fill(hits, float("-inf"))
     return torch.logsumexp(logits, dim=1) - logits[:, 0]
+
+
+class UserRowSample:
+    """The positives of a batch of users and one shared sample of items.
+
+    The batch transform of MF's sampled softmax (batches of whole users, as
+    the full softmax): a batch holds ``rows`` of a CSR matrix of target
+    weights on the device and gets ``pos_items``/``pos_values`` ``(B, M)``
+    (each row's items and weights, padded with item 0 and weight 0 to the
+    batch's longest row), ``shared_items`` ``(B, K)`` (the same ``K`` items,
+    drawn from the proposal ``log_q``, in every row), ``shared_weights``
+    ``(B, K)`` (self-normalised importance weights ``1 / q``: the weighted
+    mean over the sample estimates the mean over the catalogue) and
+    ``shared_hits`` ``(B, K)`` (a sampled item that is one of the row's own). Memory grows
+    with the batch's users times ``M + K``, never with the catalogue.
+
+    Parameters
+    ----------
+    indptr, indices, values : torch.Tensor
+        The CSR matrix (int64 row pointers, sorted int64 column indices,
+        float weights).
+    n_items : int
+    log_q : torch.Tensor of shape (n_items,)
+    n_negatives : int
+    """
+
+    def __init__(self, indptr, indices, values, n_items, log_q, n_negatives):
+        self.indptr = indptr
+        self.indices = indices
+        self.values = values
+        self.n_items = n_items
+        self.sampler = SharedNegatives(log_q, n_negatives)
+        rows = torch.repeat_interleave(
+            torch.arange(len(indptr) - 1, device=indptr.device), indptr[1:] - indptr[:-1]
+        )
+        self.keys = rows * n_items + indices  # sorted: rows, then columns
+
+    def __call__(self, batch, generator):
+        rows = batch.pop("rows")
+        starts, ends = self.indptr[rows], self.indptr[rows + 1]
+        counts = ends - starts
+        width = int(counts.max()) if len(rows) else 0
+        slot = torch.arange(width, device=rows.device)
+        valid = slot[None, :] < counts[:, None]
+        entries = (starts[:, None] + slot[None, :]).clamp(max=max(len(self.indices) - 1, 0))
+        batch["pos_items"] = torch.where(valid, self.indices[entries], 0)
+        batch["pos_values"] = torch.where(valid, self.values[entries], 0)
+        batch = self.sampler(batch, generator)
+        # weights making the sample's mean an estimate of the catalogue's mean
+        # (for the L2 term on the item factors): 1 / (n_items * q), normalised
+        w = torch.exp(-self.sampler.log_q[batch["shared_items"][0]])
+        batch["shared_weights"] = (w / w.sum())[None, :].expand(len(rows), -1)
+        keys = rows[:, None] * self.n_items + batch["shared_items"]
+        at = torch.searchsorted(self.keys, keys).clamp(max=max(len(self.keys) - 1, 0))
+        batch["shared_hits"] = self.keys[at] == keys
+        return batch
+
+
+def sampled_multinomial_loss(pos, pos_items, pos_values, neg, neg_items, hits, log_q):
+    """Sampled softmax over batches of whole users: the weighted mean per interaction.
+
+    ``pos`` ``(B, M)`` scores each row's own items ``pos_items`` (weights
+    ``pos_values``, 0 for padding), ``neg`` ``(B, K)`` the shared sample
+    ``neg_items`` ``(K,)``; ``hits`` ``(B, K)`` marks sampled items that are
+    the row's own (left out). Each interaction's loss is the cross-entropy of
+    its item over itself and the sample, all scores corrected by ``log_q``.
+    """
+    pos_c = pos - log_q[pos_items]
+    neg_c = (neg - log_q[neg_items][None, :]).masked_fill(hits, float("-inf"))
+    lse_neg = torch.logsumexp(neg_c, dim=1, keepdim=True)
+    value = torch.logaddexp(pos_c, lse_neg) - pos_c
+    mass = pos_values.sum().clamp(min=torch.finfo(pos.dtype).tiny)
+    return (value * pos_values).sum() / mass
 
 
 class UserRowTargets:
@@ -260,10 +335,12 @@ class RecommenderLoss(nn.Module):
       rows.
     * ``"bpr"``: Bayesian personalised ranking, ``-log sigmoid(pos - neg)``
       weighted by ``y``.
-    * ``"sampled_softmax"``: the cross-entropy of each interaction over its
-      item and a sample of negatives shared by the batch, corrected by the
-      proposal's ``log_q`` (:func:`sampled_softmax_loss`), weighted by ``y``;
-      the module also returns the items of ``pos`` and of the sample.
+    * ``"sampled_softmax"``: the ``"softmax"`` loss estimated on a sample of
+      items shared by the batch (:class:`UserRowSample`): the module returns
+      ``(pos (B, M), neg (B, K), penalty, pos_items, pos_values, sample,
+      hits)`` and the loss is :func:`sampled_multinomial_loss`; or, on
+      interaction rows, the cross-entropy of each interaction over its item
+      and the sample (:func:`sampled_softmax_loss`), weighted by ``y``.
     * ``"softmax"``: the module scored a batch of users against the whole
       catalogue: ``pos`` holds the ``(B, n_items)`` scores and ``neg`` the
       target weights of the same shape (:class:`UserRowTargets`); the loss
@@ -286,6 +363,13 @@ class RecommenderLoss(nn.Module):
 
     def forward(self, y_pred, y_true=None):
         pos, neg, penalty, *items = y_pred
+        if self.loss in ("softmax", "sampled_softmax") and items and len(items) == 4:
+            # batches of whole users, the softmax estimated on a shared sample
+            value = sampled_multinomial_loss(pos, items[0], items[1], neg, items[2],
+                                             items[3], self.log_q)
+            if self.training and self.alpha and penalty is not None:
+                value = value + self.alpha * penalty.mean()
+            return value
         if self.loss == "softmax":
             mass = neg.sum().clamp(min=torch.finfo(pos.dtype).tiny)
             value = -(neg * F.log_softmax(pos, dim=1)).sum() / mass

@@ -110,3 +110,54 @@ def test_mf_sampled_softmax_folds_new_users_in(interactions):
     new = history.assign(user="new")
     items, scores = model.recommend(new, k=5)
     assert items.shape == (1, 5) and np.all(np.isfinite(scores))
+
+
+def test_user_rows_and_their_sample():
+    from sklearn_recsys._objectives import UserRowSample
+
+    # users 0: items {1, 3}; 1: {}; 2: {0, 2, 4} (weights 2, 1, 1)
+    indptr = torch.tensor([0, 2, 2, 5])
+    indices = torch.tensor([1, 3, 0, 2, 4])
+    values = torch.tensor([1.0, 1.0, 2.0, 1.0, 1.0])
+    log_q = torch.log(torch.full((5,), 0.2))
+    transform = UserRowSample(indptr, indices, values, 5, log_q, n_negatives=50)
+    gen = torch.Generator().manual_seed(0)
+    batch = transform({"users": torch.tensor([0, 1, 2]), "rows": torch.tensor([0, 1, 2])}, gen)
+    assert batch["pos_items"].shape == (3, 3)
+    np.testing.assert_array_equal(batch["pos_values"].numpy(),
+                                  [[1, 1, 0], [0, 0, 0], [2, 1, 1]])
+    np.testing.assert_array_equal(batch["pos_items"][2].numpy(), [0, 2, 4])
+    sample = batch["shared_items"][0]
+    own = [{1, 3}, set(), {0, 2, 4}]
+    for r in range(3):
+        expected = [int(i) in own[r] for i in sample]
+        np.testing.assert_array_equal(batch["shared_hits"][r].numpy(), expected)
+
+
+def test_user_row_loss_gradient_matches_the_full_softmax():
+    """With a large sample, MF's sampled loss has the full softmax's gradient."""
+    from sklearn_recsys._objectives import sampled_multinomial_loss
+
+    torch.manual_seed(0)
+    n_items = 20
+    scores = torch.randn(2, n_items, requires_grad=True)
+    targets = torch.zeros(2, n_items)
+    targets[0, [1, 5]] = 1.0
+    targets[1, [7]] = 2.0
+    log_q = torch.log_softmax(torch.randn(n_items), 0)
+    sample = torch.multinomial(log_q.exp(), 400_000, replacement=True,
+                               generator=torch.Generator().manual_seed(1))
+    pos_items = torch.tensor([[1, 5], [7, 0]])
+    pos_values = torch.tensor([[1.0, 1.0], [2.0, 0.0]])
+    hits = (sample[None, :] == pos_items[:, :1]) | (
+        (sample[None, :] == pos_items[:, 1:]) & (pos_values[:, 1:] > 0)
+    )
+    pos = scores.gather(1, pos_items)
+    sampled = sampled_multinomial_loss(pos, pos_items, pos_values, scores[:, sample], sample,
+                                       hits, log_q)
+    (g_sampled,) = torch.autograd.grad(sampled, scores)
+    full = -(targets * torch.log_softmax(scores, 1)).sum() / targets.sum()
+    (g_full,) = torch.autograd.grad(full, scores)
+    # own items are left out of the sample (as the full softmax counts each
+    # once): the estimate agrees up to the sampling noise of the others
+    torch.testing.assert_close(g_sampled, g_full, atol=0.03, rtol=0.2)

@@ -109,19 +109,41 @@ class BiasedMF(LinearItemScorer):
         q, b = self._item_side(items)
         return augmented(q, b, self.global_bias)
 
-    def forward(self, users, items=None, neg_items=None, targets=None, shared_items=None):
+    def forward(
+        self, users, items=None, neg_items=None, targets=None, shared_items=None,
+        pos_items=None, pos_values=None, shared_hits=None, shared_weights=None,
+    ):
         """Training output ``(pos, neg, penalty)`` of a batch.
 
         With ``items`` (and sampled ``neg_items``): the scores of the pairs and
         of the negatives, and each row's L2 penalty. With ``shared_items``
         instead (the sampled softmax: the same ``K`` items in every row of
         ``(B, K)``), the ``(B, K)`` scores of that sample come with the items
-        of both, ``(pos, neg, penalty, items, shared_items[0])``. With ``targets`` instead
+        of both, ``(pos, neg, penalty, items, shared_items[0])``. With
+        ``pos_items``/``pos_values`` ``(B, M)``, ``shared_items`` and
+        ``shared_hits`` (whole users against a shared sample, see
+        :class:`~sklearn_recsys._objectives.UserRowSample`): ``(pos (B, M),
+        neg (B, K), penalty, pos_items, pos_values, sample, hits)``, the
+        penalty ``|p_u|^2`` plus the mean squared norm of the sampled items
+        (weighted by ``shared_weights``: an estimate of the catalogue's mean). With ``targets`` instead
         (the full-catalogue loss): the ``(B, n_items)`` scores of the users,
         the targets passed through, and each user's penalty
         ``|p_u|^2 + mean_i |q_i|^2``.
         """
         u = self.user_representation(users)
+        if pos_items is not None:  # whole users against a shared sample
+            sample = shared_items[0]
+            q_aug, offset = self.item_linear_terms(pos_items)
+            pos = (u[:, None, :] * q_aug).sum(-1) + offset
+            qs_aug, offset_s = self.item_linear_terms(sample)
+            neg = torch.addmm(offset_s[None, :], u, qs_aug.T)
+            item_norms = (qs_aug[:, :-1] ** 2).sum(-1)
+            item_penalty = (
+                item_norms.mean() if shared_weights is None
+                else (item_norms * shared_weights[0]).sum()
+            )
+            penalty = (u * u).sum(-1) + item_penalty
+            return pos, neg, penalty, pos_items, pos_values, sample, shared_hits
         if targets is not None:
             q_aug, offset = self.item_linear_terms()
             scores = torch.addmm(offset[None, :], u, q_aug.T)
