@@ -31,7 +31,6 @@ import time
 
 import numpy as np
 import pandas as pd
-import torch
 
 from _harness import (
     PeakMemory,
