@@ -28,6 +28,7 @@ EXAMPLES = REPO / "examples"
 
 PUBLIC_MODULES = [
     "sklearn_recsys",
+    "sklearn_recsys.ann",
     "sklearn_recsys.datasets",
     "sklearn_recsys.export",
     "sklearn_recsys.metrics",

@@ -22,7 +22,8 @@ LAYERS = {
         "_base", "_evaluation", "_neural", "_factorization", "_sequence", "_baselines",
     ],
     "evaluation/deployment/CLI": [
-        "metrics", "model_selection", "_demo", "_artifact", "export", "serving", "__main__",
+        "metrics", "model_selection", "_demo", "_artifact", "export", "serving", "ann",
+        "__main__",
         "__init__",
     ],
 }
