@@ -266,6 +266,39 @@ def serve():
     return "\n".join(out)
 
 
+def privacy():
+    full = _load("privacy")
+    d = full["test"]
+    d["_name"] = "privacy"
+    d.setdefault("written_at", full.get("written_at"))
+    st = d["settings"]
+    env = d.get("environment", {})
+    out = ["### Differentially private training (`bench_privacy.py`, ML-100K)", "",
+           f"Machine: {env.get('cpu_model', '')}, torch {env.get('torch', '')}, one thread. "
+           f"User-level DP-SGD: max_grad_norm {st['max_grad_norm']}, sample_rate "
+           f"{st['sample_rate']}, delta {st['delta']}, {st['accountant'].upper()} accountant; "
+           f"private MF with learning_rate_init {st['mf_learning_rate_init']}.", ""]
+    rows = []
+    for task, sec in d["sections"].items():
+        for r in sec["rows"]:
+            eps = r.get("epsilon")
+            private = eps not in (None, "inf")
+            rows.append(dict(
+                task=task, model=r["model"],
+                eps="not private" if eps == "inf" else ("" if eps is None else eps),
+                ndcg=_f(r["ndcg@10"]),
+                kept="" if r.get("kept") is None else f"{100 * r['kept']:.0f}%",
+                spent=_f(r.get("epsilon_"), ".3f") if private else "",
+                noise=_f(r.get("noise_multiplier_"), ".3f") if private else "",
+            ))
+    out += [markdown_table(rows, [
+        ("task", "task"), ("model", "model"), ("eps", "target epsilon"),
+        ("ndcg", "NDCG@10"), ("kept", "of non-private"), ("spent", "epsilon_"),
+        ("noise", "noise_multiplier_"),
+    ]), "", _stamp(d)]
+    return "\n".join(out)
+
+
 def _peer_datasets(d):
     """``{variant: result}`` of ``peers.json``, one entry per MovieLens variant
     (an older file without ``"datasets"`` holds ML-100K alone)."""
@@ -436,7 +469,7 @@ def gpu():
 
 SECTIONS = [
     hardware, mf, baselines, sequential, cnn, peers, overhead, scaling, deploy, export, serve,
-    gpu,
+    privacy, gpu,
 ]
 
 

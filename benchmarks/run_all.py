@@ -25,7 +25,7 @@ from _harness import BENCH_DIR, DEFAULT_DATA_HOME
 
 SCRIPTS = [
     "mf", "baselines", "sequential", "cnn", "peers", "overhead", "scaling", "deploy", "export",
-    "serve", "catalogue", "large_catalogue",
+    "serve", "catalogue", "large_catalogue", "privacy",
 ]
 
 
@@ -37,7 +37,9 @@ def command(name, args):
     threads = ["--threads", str(args.threads)]
     if name == "mf":  # --tune: the validation sweeps behind the tuned settings
         cmd += data + threads + (["--quick"] if args.quick else ["--tune"])
-    elif name in ("peers", "deploy", "export", "serve", "catalogue", "large_catalogue"):
+    elif name in (
+        "peers", "deploy", "export", "serve", "catalogue", "large_catalogue", "privacy",
+    ):
         cmd += data + threads + (["--quick"] if args.quick else [])
     elif name in ("overhead", "scaling"):
         cmd += threads + (["--quick"] if args.quick else [])

@@ -55,11 +55,11 @@ class DifferentialPrivacy:
         spends it exactly. Give either ``epsilon`` or ``noise_multiplier``.
     delta : float or None, default=None
         Target ``delta``; None uses ``1 / n_users`` of the fit.
-    max_grad_norm : float, default=0.1
-        Each user's gradient is clipped to this L2 norm. 0.1 was chosen on
+    max_grad_norm : float, default=0.03
+        Each user's gradient is clipped to this L2 norm. 0.03 was chosen on
         validation splits of MovieLens-100K and latest-small at
-        ``epsilon=8`` (MF: NDCG@10 0.2023 vs 0.1424 with 1.0 on ML-100K;
-        0.01 to 0.1 within 0.003; attention alike at 0.1 and 1.0,
+        ``epsilon=8`` (MF NDCG@10 0.2049 / 0.1311; 0.01 to 0.1 within 1.5%,
+        1.0 30% lower on ML-100K; attention alike at 0.1 and 1.0;
         ``benchmarks/bench_privacy.py --validate``).
     noise_multiplier : float, default=None
         Standard deviation of the noise relative to ``max_grad_norm``, when
@@ -80,7 +80,7 @@ class DifferentialPrivacy:
     """
 
     def __init__(
-        self, epsilon=None, *, delta=None, max_grad_norm=0.1, noise_multiplier=None,
+        self, epsilon=None, *, delta=None, max_grad_norm=0.03, noise_multiplier=None,
         sample_rate=0.1, accountant="rdp",
     ):
         self.epsilon = epsilon
