@@ -178,7 +178,7 @@ class ApproximateIndex(BaseEstimator):
     n_dims_ : int
         Dimension of the indexed vectors: the width of a user representation
         plus one (the item offset).
-    item_mean_ : ndarray of shape (n_dims_,)
+    item_mean_ : ndarray, one entry per indexed dimension
         Mean of the items' ``[item_vector, item_offset]``, subtracted from
         each before indexing.
 
