@@ -57,6 +57,18 @@ from ._training import resolve_device
 _SCORE_BLOCK = 2**24
 
 
+def available_device(device, doing):
+    """``device``, or the CPU with a warning when it is CUDA and none is here."""
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        warnings.warn(
+            f"This estimator was fitted on {device!r}, which is not available here; "
+            f"{doing} on the CPU instead.",
+            UserWarning,
+        )
+        return "cpu"
+    return device
+
+
 def _refuse_int8_compute(estimator, what):
     """Models with int8 linear layers (``load(quantize="int8")``) serve only."""
     module = estimator._module()
@@ -275,15 +287,8 @@ class BaseRecommender(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         params = from_plain(state["params"])
         type(self).__init__(self, **params)
         if "fitted" in state:
-            device = str(params.get("device", "cpu"))
-            if device.startswith("cuda") and not torch.cuda.is_available():
-                warnings.warn(
-                    f"This estimator was fitted on {device!r}, which is not available "
-                    "here; loading it on the CPU instead.",
-                    UserWarning,
-                )
-                device = "cpu"
-                self.device = device
+            device = available_device(str(params.get("device", "cpu")), "loading it")
+            self.device = device
             self._restore_portable_state(state["fitted"], resolve_device(device))
 
     def _validate_fit_input(self, X, y):

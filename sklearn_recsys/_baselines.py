@@ -18,7 +18,6 @@ estimator is loaded.
 import datetime
 import numbers
 import os
-import warnings
 
 import numpy as np
 import pandas as pd
@@ -27,7 +26,7 @@ import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import BaseRecommender
+from ._base import BaseRecommender, available_device
 from ._input import check_k, interactions_to_csr
 from .nn._baselines import (
     EASEScorer,
@@ -91,14 +90,7 @@ class _BaselineRecommender(BaseRecommender):
 
     def _scorer_for(self, state):
         """The scoring module of a fitted state, on the fit device."""
-        device = state["_fitted_device"]
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            warnings.warn(
-                f"This estimator was fitted on {device!r}, which is not available "
-                "here; scoring on the CPU instead.",
-                UserWarning,
-            )
-            device = "cpu"
+        device = available_device(state["_fitted_device"], "scoring")
         return self._build_module(state).to(device).eval()
 
     _NOT_PORTABLE = ("_scorer",)  # rebuilt from the fitted arrays

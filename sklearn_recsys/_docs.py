@@ -38,6 +38,23 @@ _PATIENCE = """\
         Continue training the fitted network on the next ``fit`` (same users
         and items required) instead of starting afresh."""
 
+_SEQUENCE_LOSS = """\
+    loss : {"auto", "softmax", "sampled_softmax", "bce"}, default="auto"
+        ``"softmax"``: cross-entropy of the next item over the whole
+        catalogue (a batch holds ``batch_size * max_len * n_items`` logits).
+        ``"sampled_softmax"``: its estimate over the next item and
+        ``n_negatives`` items drawn for the whole batch in proportion to
+        their smoothed popularity, with the logQ correction: the cost of a
+        batch does not grow with the catalogue. ``"bce"``: binary
+        cross-entropy of the next item against ``n_negatives`` negatives
+        sampled per position (SASRec's original loss). ``"auto"``:
+        ``"softmax"`` while a batch's logits fit in 2**26 floats (e.g. up to
+        about 20k items with the default batch), else ``"sampled_softmax"``.
+    n_negatives : int or "auto", default="auto"
+        Negatives per position for ``loss="bce"`` (uniform among the items
+        the user never interacted with; "auto": 1), or items shared by a
+        batch for ``"sampled_softmax"`` ("auto": 512)."""
+
 _PRIVACY = """\
     differential_privacy : DifferentialPrivacy or None, default=None
         Train with differentially private SGD (Opacus), each user's whole
@@ -120,6 +137,7 @@ DOCS = {
     "neural_runtime": _NEURAL_RUNTIME + "\n" + _NET_PARAMS,
     "neural_attributes": _NEURAL_ATTRIBUTES,
     "privacy": _PRIVACY,
+    "sequence_loss": _SEQUENCE_LOSS,
     "privacy_attributes": _PRIVACY_ATTRIBUTES,
     "id_attributes": _ID_ATTRIBUTES,
 }

@@ -51,21 +51,7 @@ class LSTMRecommender(SequenceRecommender):
         Number of stacked LSTM layers.
     dropout : float, default=0.3
         Dropout on the embeddings, between LSTM layers and on the states.
-    loss : {"auto", "softmax", "sampled_softmax", "bce"}, default="auto"
-        ``"softmax"``: cross-entropy of the next item over the whole
-        catalogue (a batch holds ``batch_size * max_len * n_items`` logits).
-        ``"sampled_softmax"``: its estimate over the next item and
-        ``n_negatives`` items drawn for the whole batch in proportion to
-        their smoothed popularity, with the logQ correction: the cost of a
-        batch does not grow with the catalogue. ``"bce"``: binary
-        cross-entropy of the next item against ``n_negatives`` negatives
-        sampled per position (SASRec's original loss). ``"auto"``:
-        ``"softmax"`` while a batch's logits fit in 2**26 floats (e.g. up to
-        about 20k items with the default batch), else ``"sampled_softmax"``.
-    n_negatives : int or "auto", default="auto"
-        Negatives per position for ``loss="bce"`` (uniform among the items
-        the user never interacted with; "auto": 1), or items shared by a
-        batch for ``"sampled_softmax"`` ("auto": 512).
+    %(sequence_loss)s
     alpha : float, default=0.0
         L2 penalty (Adam's weight decay) on all the weights.
     max_iter : int, default=20
@@ -217,21 +203,7 @@ class AttentionRecommender(SequenceRecommender):
     dropout : float, default=0.3
         Dropout on the embeddings and the residual branches (not on the
         attention weights).
-    loss : {"auto", "softmax", "sampled_softmax", "bce"}, default="auto"
-        ``"softmax"``: cross-entropy of the next item over the whole
-        catalogue (a batch holds ``batch_size * max_len * n_items`` logits).
-        ``"sampled_softmax"``: its estimate over the next item and
-        ``n_negatives`` items drawn for the whole batch in proportion to
-        their smoothed popularity, with the logQ correction: the cost of a
-        batch does not grow with the catalogue. ``"bce"``: binary
-        cross-entropy of the next item against ``n_negatives`` negatives
-        sampled per position (SASRec's original loss). ``"auto"``:
-        ``"softmax"`` while a batch's logits fit in 2**26 floats (e.g. up to
-        about 20k items with the default batch), else ``"sampled_softmax"``.
-    n_negatives : int or "auto", default="auto"
-        Negatives per position for ``loss="bce"`` (uniform among the items
-        the user never interacted with; "auto": 1), or items shared by a
-        batch for ``"sampled_softmax"`` ("auto": 512).
+    %(sequence_loss)s
     alpha : float, default=0.0
         L2 penalty (Adam's weight decay) on all the weights.
     max_iter : int, default=20
