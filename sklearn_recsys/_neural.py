@@ -112,6 +112,8 @@ class NeuralRecommender(BaseRecommender):
     # "auto" early stopping: on above this many training interactions (the
     # threshold of scikit-learn's HistGradientBoosting* for its samples)
     _AUTO_EARLY_STOPPING = 10_000
+    # Items shared by a batch under the sampled softmax (n_negatives="auto").
+    _AUTO_SHARED_NEGATIVES = 512
 
     def _module(self):
         return self.net_.module_
@@ -607,14 +609,11 @@ class PairRecommender(NeuralRecommender):
                 if len(cold):
                     emb.weight[torch.as_tensor(cold, device=emb.weight.device)] = 0
 
-    def _resolved_negatives(self, fit=None):
+    def _resolved_negatives(self):
         """``n_negatives``, with ``"auto"`` resolved (see the models' docs)."""
         if self.n_negatives != "auto":
             return self.n_negatives
         return self._AUTO_SHARED_NEGATIVES if self.loss == "sampled_softmax" else 4
-
-    # Items shared by a batch under the sampled softmax (n_negatives="auto").
-    _AUTO_SHARED_NEGATIVES = 512
 
     def _per_user_parameters(self):
         # the user factors and biases: a row is reached by its user's loss only
@@ -803,9 +802,6 @@ class SequenceRecommender(NeuralRecommender):
     # loss="auto" samples the softmax (2**26 floats: 256 MiB, as much again
     # for their gradient).
     _AUTO_SAMPLED_LOGITS = 2**26
-    # Items shared by a batch under the sampled softmax (n_negatives="auto").
-    _AUTO_SHARED_NEGATIVES = 512
-
     def _resolved_loss(self, fit):
         """``loss``, with ``"auto"`` resolved for this fit's catalogue."""
         if self.loss != "auto":

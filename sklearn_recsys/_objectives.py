@@ -338,9 +338,7 @@ class RecommenderLoss(nn.Module):
     * ``"sampled_softmax"``: the ``"softmax"`` loss estimated on a sample of
       items shared by the batch (:class:`UserRowSample`): the module returns
       ``(pos (B, M), neg (B, K), penalty, pos_items, pos_values, sample,
-      hits)`` and the loss is :func:`sampled_multinomial_loss`; or, on
-      interaction rows, the cross-entropy of each interaction over its item
-      and the sample (:func:`sampled_softmax_loss`), weighted by ``y``.
+      hits)`` and the loss is :func:`sampled_multinomial_loss`.
     * ``"softmax"``: the module scored a batch of users against the whole
       catalogue: ``pos`` holds the ``(B, n_items)`` scores and ``neg`` the
       target weights of the same shape (:class:`UserRowTargets`); the loss
@@ -363,10 +361,9 @@ class RecommenderLoss(nn.Module):
 
     def forward(self, y_pred, y_true=None):
         pos, neg, penalty, *items = y_pred
-        if self.loss in ("softmax", "sampled_softmax") and items and len(items) == 4:
+        if self.loss == "sampled_softmax":
             # batches of whole users, the softmax estimated on a shared sample
-            value = sampled_multinomial_loss(pos, items[0], items[1], neg, items[2],
-                                             items[3], self.log_q)
+            value = sampled_multinomial_loss(pos, *items[:2], neg, *items[2:], self.log_q)
             if self.training and self.alpha and penalty is not None:
                 value = value + self.alpha * penalty.mean()
             return value
@@ -384,8 +381,6 @@ class RecommenderLoss(nn.Module):
         elif self.loss == "bce":
             value = F.binary_cross_entropy_with_logits(pos, y_true, reduction="none")
             value = value + F.softplus(neg).sum(dim=1)
-        elif self.loss == "sampled_softmax":
-            value = sampled_softmax_loss(pos, neg, *items, self.log_q) * y_true
         else:  # "bpr"
             value = -F.logsigmoid(pos[:, None] - neg).mean(dim=1) * y_true
         value = _weighted_mean(value, weight)

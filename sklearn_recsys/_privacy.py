@@ -30,7 +30,6 @@ import numbers
 import warnings
 from contextlib import contextmanager
 
-import numpy as np
 import torch
 
 __all__ = ["DifferentialPrivacy", "PoissonUnitIterator", "PrivacyRun"]
@@ -219,10 +218,6 @@ class PrivacyRun:
         self.accountant.step(noise_multiplier=self.noise_multiplier, sample_rate=self.sample_rate)
         self.steps += 1
 
-    @property
-    def exhausted(self):
-        return self.steps >= self.planned_steps
-
     def epsilon(self):
         """The privacy spent so far, at ``delta``."""
         if self.steps == 0:
@@ -332,9 +327,3 @@ def per_unit_gradients(net, batch, y, shared, per_user=()):
                 acc += g.to_dense() if g.is_sparse else g
         total += float(loss.detach())
     return samples, own, total / max(n_units, 1)
-
-
-def unit_index(users):
-    """``users`` (any int64 ids) as ``0..n_units - 1`` and the number of units."""
-    uniques, inverse = np.unique(np.asarray(users), return_inverse=True)
-    return inverse.astype(np.int64), len(uniques)

@@ -116,19 +116,16 @@ class BiasedMF(LinearItemScorer):
         """Training output ``(pos, neg, penalty)`` of a batch.
 
         With ``items`` (and sampled ``neg_items``): the scores of the pairs and
-        of the negatives, and each row's L2 penalty. With ``shared_items``
-        instead (the sampled softmax: the same ``K`` items in every row of
-        ``(B, K)``), the ``(B, K)`` scores of that sample come with the items
-        of both, ``(pos, neg, penalty, items, shared_items[0])``. With
-        ``pos_items``/``pos_values`` ``(B, M)``, ``shared_items`` and
-        ``shared_hits`` (whole users against a shared sample, see
-        :class:`~sklearn_recsys._objectives.UserRowSample`): ``(pos (B, M),
-        neg (B, K), penalty, pos_items, pos_values, sample, hits)``, the
-        penalty ``|p_u|^2`` plus the mean squared norm of the sampled items
-        (weighted by ``shared_weights``: an estimate of the catalogue's mean). With ``targets`` instead
+        of the negatives, and each row's L2 penalty. With ``targets`` instead
         (the full-catalogue loss): the ``(B, n_items)`` scores of the users,
         the targets passed through, and each user's penalty
-        ``|p_u|^2 + mean_i |q_i|^2``.
+        ``|p_u|^2 + mean_i |q_i|^2``. With ``pos_items``/``pos_values``
+        ``(B, M)``, ``shared_items``, ``shared_hits`` and ``shared_weights``
+        (the sampled softmax: whole users against one sample of ``K`` items,
+        see :class:`~sklearn_recsys._objectives.UserRowSample`): ``(pos (B,
+        M), neg (B, K), penalty, pos_items, pos_values, sample, hits)``, the
+        penalty ``|p_u|^2`` plus the ``shared_weights``-weighted mean squared
+        norm of the sampled items (an estimate of the catalogue's mean).
         """
         u = self.user_representation(users)
         if pos_items is not None:  # whole users against a shared sample
@@ -155,15 +152,6 @@ class BiasedMF(LinearItemScorer):
             self.global_bias
         ).pow(2)
         neg = None
-        if shared_items is not None:
-            # one sample shared by the batch (sampled softmax): (B, K) scores
-            neg_items = shared_items[0]
-            qn_aug, offset_n = self.item_linear_terms(neg_items)
-            neg = torch.addmm(offset_n[None, :], u, qn_aug.T)
-            penalty = penalty + (
-                (qn_aug[:, :-1] ** 2).sum(-1) + offset_n.sub(self.global_bias).pow(2)
-            ).mean()
-            return pos, neg, penalty, items, neg_items
         if neg_items is not None:
             qn_aug, offset_n = self.item_linear_terms(neg_items)
             neg = (u[:, None, :] * qn_aug).sum(-1) + offset_n
