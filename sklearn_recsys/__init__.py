@@ -7,6 +7,7 @@ dense, one row per user), and shares one ``recommend`` API.
 """
 
 from ._artifact import load, save
+from ._attributes import Attributes
 from ._baselines import EASE, ItemKNN, Popularity
 from ._content import ItemContent
 from ._factorization import CNNRecommender, MatrixFactorization
@@ -18,6 +19,7 @@ __version__ = "0.1.0.dev0"
 __all__ = [
     "EASE",
     "AttentionRecommender",
+    "Attributes",
     "CNNRecommender",
     "DifferentialPrivacy",
     "ItemContent",

@@ -33,6 +33,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
+from ._attributes import Attributes
 from ._evaluation import ranking_score, split_rows
 from ._input import (
     IdIndex,
@@ -211,6 +212,10 @@ class BaseRecommender(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         """``(parameter name, raw ids)`` of items beyond the interactions, or None."""
         return None
 
+    def _extra_users(self):
+        """``(parameter name, raw ids)`` of users beyond the interactions, or None."""
+        return None
+
     def _set_fitted_state(self, state):
         for name in getattr(self, "_fitted_names", ()):
             self.__dict__.pop(name, None)
@@ -319,27 +324,30 @@ class BaseRecommender(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             user_index, item_index = IdIndex(np.arange(Xm.shape[0])), IdIndex(np.arange(Xm.shape[1]))
             convention, n_features = "matrix", Xm.shape[1]
         fit = FitData(data, user_index, item_index, convention, n_features, seed, device)
-        extra = self._extra_items()
-        return fit if extra is None else self._with_extra_items(fit, *extra)
+        for kind, extra in (("item", self._extra_items()), ("user", self._extra_users())):
+            if extra is not None:
+                self._with_extra_ids(fit, kind, *extra)
+        return fit
 
     @staticmethod
-    def _with_extra_items(fit, name, raw_ids):
-        """Add items known from a parameter (e.g. content) to the item space."""
-        missing = fit.item_index.transform(raw_ids) < 0
+    def _with_extra_ids(fit, kind, name, raw_ids):
+        """Add ids known from a parameter (content, attributes) to the id space."""
+        index = getattr(fit, f"{kind}_index")
+        missing = index.transform(raw_ids) < 0
         if not missing.any():
-            return fit
+            return
         if fit.convention == "matrix":
             bad = np.asarray(raw_ids)[missing][:10].tolist()
+            what = "columns" if kind == "item" else "rows"
             raise ValueError(
-                "With a user x item matrix, item ids are column indices, but "
-                f"{name} has ids that are not columns of X: {bad}. Add (empty) "
-                "columns for cold items, or pass an interaction table."
+                f"With a user x item matrix, {kind} ids are {what[:-1]} indices, but "
+                f"{name} has ids that are not {what} of X: {bad}. Add (empty) "
+                f"{what} for {kind}s without interactions, or pass an interaction table."
             )
-        old = fit.item_index.ids
-        index, _ = IdIndex.from_values(fit.item_index.extended(raw_ids).ids)
-        fit.data.items = index.transform(old[fit.data.items])
-        fit.item_index = index
-        return fit
+        new_index, _ = IdIndex.from_values(index.extended(raw_ids).ids)
+        attr = f"{kind}s"
+        setattr(fit.data, attr, new_index.transform(index.ids[getattr(fit.data, attr)]))
+        setattr(fit, f"{kind}_index", new_index)
 
     def _fit_time_col(self):
         """Time column read (and validated) at fit; None when not needed."""
@@ -640,8 +648,18 @@ class BaseRecommender(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             or (self._sequential and is_history_list(users))
         )
 
+    def _attribute_user_reprs(self, attributes):
+        """Representations of new users from their attributes (models reading them)."""
+        raise TypeError(
+            f"{type(self).__name__} does not read user attributes: recommend needs "
+            "ids of users seen at fit, or histories of new users."
+        )
+
     def _user_reprs_for(self, users):
         """User representations and seen-item CSR for ``recommend``."""
+        if isinstance(users, Attributes):
+            reprs = self._attribute_user_reprs(users)
+            return reprs, sp.csr_array((len(users), len(self._item_index)), dtype=np.float32)
         if self._is_history_input(users):
             histories, _ = self._histories(users, id_lists=self._sequential)
             seen = seen_matrix(
@@ -668,12 +686,15 @@ class BaseRecommender(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
 
         Parameters
         ----------
-        users : array-like of shape (n_users,), DataFrame or matrix
+        users : array-like of shape (n_users,), DataFrame, matrix or Attributes
             Raw ids of users seen at fit; or histories of new users to fold
             in without refitting: a user x item matrix (rows = users, columns
             = the fitted items), an interaction table (users in order of first
             appearance) or, for the sequence models, a list of lists of item
-            ids (oldest first).
+            ids (oldest first); or, for a model fitted with
+            ``user_attributes``, the :class:`Attributes` of new users
+            (recommended to from their attributes alone, in the order of
+            ``users.ids``).
         k : int, default=10
             Number of items per user. Clipped to the number of candidate
             items.
@@ -702,7 +723,9 @@ class BaseRecommender(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         module = self._module()
         with module.scoring():
             cand = self._candidates(items, self._device())
-            reprs, seen = self._user_reprs_for(as_input(users))
+            reprs, seen = self._user_reprs_for(
+                users if isinstance(users, Attributes) else as_input(users)
+            )
             n_cand = len(self._item_index) if cand is None else len(cand)
             top, top_scores = self._top_k(reprs, seen if exclude_seen else None, cand, min(k, n_cand))
         return self._item_index.inverse_transform(top), top_scores

@@ -55,6 +55,15 @@ _SEQUENCE_LOSS = """\
         the user never interacted with; "auto": 1), or items shared by a
         batch for ``"sampled_softmax"`` ("auto": 512)."""
 
+_SEQUENCE_ITEM_ATTRIBUTES = """\
+    item_attributes : Attributes, default=None
+        Attributes of the items, keyed by raw id (see :class:`Attributes`):
+        an item's input and output embeddings (and output bias) are then its
+        id's plus the weighted sum of the embeddings of its attribute
+        features, and the items of the table without interactions join the
+        catalogue, scored from their attributes alone (they are not
+        negatives in training)."""
+
 _PRIVACY = """\
     differential_privacy : DifferentialPrivacy or None, default=None
         Train with differentially private SGD (Opacus), each user's whole
@@ -137,6 +146,7 @@ DOCS = {
     "neural_runtime": _NEURAL_RUNTIME + "\n" + _NET_PARAMS,
     "neural_attributes": _NEURAL_ATTRIBUTES,
     "privacy": _PRIVACY,
+    "sequence_item_attributes": _SEQUENCE_ITEM_ATTRIBUTES,
     "sequence_loss": _SEQUENCE_LOSS,
     "privacy_attributes": _PRIVACY_ATTRIBUTES,
     "id_attributes": _ID_ATTRIBUTES,

@@ -16,6 +16,7 @@ import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from ._attributes import Attributes
 from ._content import ItemContent, _as_image_tensor, _as_text_tensor, _pad_texts
 from ._docs import fill_doc
 from ._neural import PairRecommender
@@ -111,10 +112,30 @@ class MatrixFactorization(PairRecommender):
         ``"sparse_adam"`` is refused.
     init_std : float, default=0.1
         Standard deviation of the factors' normal initialisation.
+    user_attributes, item_attributes : Attributes, default=None
+        Attributes of the users (items), keyed by raw id (see
+        :class:`Attributes`). A user's factors and bias are then its id's
+        plus the weighted sum of the embeddings of its attribute features
+        (LightFM's hybrid representation), and the ids of the table without
+        interactions join the model: they are scored from their attributes
+        alone (cold start), recommended to (users) and recommended (items)
+        like any other. New users are recommended to from their attributes
+        alone with ``recommend(Attributes(...))``, and :meth:`register_users`
+        / :meth:`register_items` add ids after fit. ``architecture="dot"``
+        only.
+    id_dropout : float, default=0.0
+        With attributes: in training, the probability of zeroing an id's own
+        factors and bias at a step (for each user, or item, with
+        attributes), so that the attribute part learns to score alone, as it
+        must for ids without interactions (DropoutNet). Ids without training
+        interactions always train with their attributes alone. The default
+        0 keeps the accuracy on known ids (validation on MovieLens-100K and
+        latest-small, ``benchmarks/bench_attributes.py --section
+        validation``); raise it (0.25-0.5) when most of the traffic is cold.
     %(early_stopping_pairs)s
     %(privacy)s
         Needs ``loss="softmax"`` or ``"sampled_softmax"`` (a batch row is a
-        user's whole history).
+        user's whole history), and no attributes.
     handle_unknown : {"fallback", "error"}, default="fallback"
         Ids not seen at fit: ``"fallback"`` scores them with zero factors, i.e.
         the global mean plus the known side's bias (item popularity for an
@@ -171,6 +192,9 @@ class MatrixFactorization(PairRecommender):
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left"),
                        StrOptions({"auto"})],
         "differential_privacy": [DifferentialPrivacy, None],
+        "user_attributes": [Attributes, None],
+        "item_attributes": [Attributes, None],
+        "id_dropout": [Interval(numbers.Real, 0, 1, closed="both")],
     }
 
     _AUTO_ALPHA = {
@@ -182,13 +206,22 @@ class MatrixFactorization(PairRecommender):
             return 4096 if self.loss in ("softmax", "sampled_softmax") else 1024
         return self.batch_size
 
+    # alpha="auto" of the pure attribute model (id_dropout=1, chosen on the
+    # cold-item validation splits of MovieLens-100K and latest-small)
+    _AUTO_ALPHA_ATTRIBUTES = 0.03
+
     def _resolved_alpha(self):
-        return self._AUTO_ALPHA[self.loss] if self.alpha == "auto" else self.alpha
+        if self.alpha != "auto":
+            return self.alpha
+        if self.id_dropout == 1 and self._has_attributes():
+            return self._AUTO_ALPHA_ATTRIBUTES
+        return self._AUTO_ALPHA[self.loss]
 
     def __init__(
         self, *, n_components=64, loss="mse", architecture="dot",
         hidden_layer_sizes=(64, 32), n_negatives="auto", alpha="auto", max_iter=30,
         batch_size="auto", learning_rate_init=5e-3, solver="auto", init_std=0.1,
+        user_attributes=None, item_attributes=None, id_dropout=0.0,
         early_stopping=False, validation_fraction=0.1, n_iter_no_change=5, tol=1e-4,
         warm_start=False, differential_privacy=None, handle_unknown="fallback",
         user_col="user", item_col="item", device="cpu", callbacks=None, verbose=0,
@@ -205,6 +238,9 @@ class MatrixFactorization(PairRecommender):
         self.learning_rate_init = learning_rate_init
         self.solver = solver
         self.init_std = init_std
+        self.user_attributes = user_attributes
+        self.item_attributes = item_attributes
+        self.id_dropout = id_dropout
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
@@ -220,7 +256,21 @@ class MatrixFactorization(PairRecommender):
         self.random_state = random_state
         self._store_net_params(kwargs)
 
+    def _has_attributes(self):
+        return self.user_attributes is not None or self.item_attributes is not None
+
     def _check_params(self):
+        if self._has_attributes() and self.architecture != "dot":
+            raise ValueError(
+                "user_attributes and item_attributes add to the factors of "
+                "architecture='dot'; got architecture='neumf'."
+            )
+        if self._has_attributes() and self.differential_privacy is not None:
+            raise ValueError(
+                "differential_privacy protects users' interactions through their "
+                "own factors; it does not cover attributes: leave user_attributes "
+                "and item_attributes at None with differential_privacy."
+            )
         if self.differential_privacy is not None and self.loss not in (
             "softmax", "sampled_softmax"
         ):
@@ -255,11 +305,19 @@ class MatrixFactorization(PairRecommender):
             global_bias=self._target_mean(fit), init_std=self.init_std,
             sparse=self._sparse_solver(fit.n_users, fit.n_items),
         )
-        if self.architecture == "dot":
-            return BiasedMF(**self._module_kwargs(**kwargs))
-        return NeuMF(**self._module_kwargs(
-            **kwargs, hidden_layer_sizes=tuple(self.hidden_layer_sizes)
-        ))
+        if self.architecture == "neumf":
+            return NeuMF(**self._module_kwargs(
+                **kwargs, hidden_layer_sizes=tuple(self.hidden_layer_sizes)
+            ))
+        sizes = self._attribute_sizes(training)
+        if sizes:
+            # ids without their own vector are scored by a map of their
+            # attributes fitted after training (id_dropout=1: the attributes
+            # are the whole model already)
+            sizes["standalone_attributes"] = self.id_dropout < 1
+        module = BiasedMF(**self._module_kwargs(**kwargs, **sizes))
+        self._fill_attribute_rows(module, fit, training)
+        return module
 
     def _optimizer(self, fit):
         if self._sparse_solver(fit.n_users, fit.n_items):
@@ -283,6 +341,154 @@ class MatrixFactorization(PairRecommender):
             negatives = self._resolved_negatives() if self.loss != "mse" else 0
             touched = self._batch_size() * (2 + negatives)
         return n_users + n_items > self._AUTO_SPARSE_ROWS * touched
+
+    # -- attributes after fit ----------------------------------------------------
+
+    def _encoder(self, side, doing):
+        encoder = getattr(self, f"_{side}_encoder", None)
+        if encoder is None:
+            raise ValueError(
+                f"{doing} needs {side} attributes, but this {type(self).__name__} was "
+                f"fitted without {side}_attributes; refit with "
+                f"{side}_attributes=Attributes(...)."
+            )
+        return encoder
+
+    def _attribute_user_reprs(self, attributes):
+        encoder = self._encoder("user", "recommend(Attributes(...))")
+        index, weight = encoder.encode(attributes, encoder.width)
+        module, device = self._module(), self._device()
+        with module.scoring():
+            table = module.user_attributes
+            return table.embed(
+                torch.as_tensor(index, device=device), torch.as_tensor(weight, device=device),
+                standalone=table.standalone_weight is not None,
+            )
+
+    def register_users(self, user_attributes):
+        """Add users (or replace their attributes) after fit, without retraining.
+
+        New ids join the user space as users without interactions: scored,
+        recommended to and predicted for from their attributes alone.
+        Known ids get their attributes replaced. Categories unseen at fit
+        add no feature; numeric columns are standardised as at fit.
+
+        Parameters
+        ----------
+        user_attributes : Attributes
+            Attributes of the users to add or update, with the columns of fit.
+
+        Returns
+        -------
+        self : MatrixFactorization
+        """
+        return self._register("user", user_attributes)
+
+    def register_items(self, item_attributes):
+        """Add items (or replace their attributes) after fit, without retraining.
+
+        New ids join the item space as items without interactions: scored
+        and recommended from their attributes alone. Known ids get their
+        attributes replaced. Categories unseen at fit add no feature;
+        numeric columns are standardised as at fit.
+
+        Parameters
+        ----------
+        item_attributes : Attributes
+            Attributes of the items to add or update, with the columns of fit.
+
+        Returns
+        -------
+        self : MatrixFactorization
+        """
+        return self._register("item", item_attributes)
+
+    def _register(self, side, attributes):
+        check_is_fitted(self)
+        if not isinstance(attributes, Attributes):
+            raise TypeError(
+                f"register_{side}s needs an Attributes, got {type(attributes).__name__}."
+            )
+        encoder = self._encoder(side, f"register_{side}s")
+        id_index = getattr(self, f"_{side}_index")
+        ids = self._check_matrix_indices(side, attributes.ids)
+        new = id_index.transform(ids) < 0
+        if new.any() and self._convention == "matrix":
+            raise ValueError(
+                f"This model was fitted on a user x item matrix, whose {side} ids are "
+                f"its {'row' if side == 'user' else 'column'} indices; ids "
+                f"{ids[new][:10].tolist()} are not. register_{side}s can only update "
+                "existing ones here; fit on an interaction table to add ids."
+            )
+        extended = id_index.extended(ids)
+        table = getattr(self._module(), f"{side}_attributes")
+        n_old, n_new = len(id_index), len(extended)
+        index = np.full((n_new + 1, encoder.width), encoder.n_features, dtype=np.int64)
+        weight = np.zeros((n_new + 1, encoder.width), dtype=np.float32)
+        has_id = np.zeros(n_new + 1, dtype=bool)
+        index[:n_old] = table.feature_index[:n_old].cpu().numpy()
+        weight[:n_old] = table.feature_weight[:n_old].cpu().numpy()
+        has_id[:n_old] = table.has_id[:n_old].cpu().numpy()
+        index[extended.transform(ids)], weight[extended.transform(ids)] = encoder.encode(
+            attributes, encoder.width
+        )
+        seen = self._seen
+        if side == "user":
+            indptr = np.r_[seen.indptr, np.full(n_new - n_old, seen.indptr[-1])]
+            seen = sp.csr_array((seen.data, seen.indices, indptr), shape=(n_new, seen.shape[1]))
+        else:
+            seen = sp.csr_array(
+                (seen.data, seen.indices, seen.indptr), shape=(seen.shape[0], n_new)
+            )
+        # everything is built: replace the state at once
+        table.set_rows(index, weight, has_id)
+        setattr(self, f"_{side}_index", extended)
+        self._seen = seen
+        return self
+
+    @torch.no_grad()
+    def _after_training(self, module, fit):
+        """Zero the rows of ids without interactions; fit the attributes' maps."""
+        super()._after_training(module, fit)
+        for side in ("user", "item"):
+            table = getattr(module, f"{side}_attributes", None)
+            if table is not None and table.standalone_weight is not None:
+                self._fit_standalone(module, table, side)
+
+    @staticmethod
+    def _fit_standalone(module, table, side):
+        """Ridge map from the attributes to the learned vectors of the ids.
+
+        The ids with training interactions give the examples (their
+        attribute features -> their whole vector, own part and attributes);
+        the penalty is chosen by efficient leave-one-out among 11 values
+        (:class:`~sklearn.linear_model.RidgeCV`). Ids without an id of their
+        own are then scored from the map of their attributes (the
+        attribute-to-factor mapping of Gantner et al., 2010).
+        """
+        from sklearn.linear_model import Ridge, RidgeCV
+
+        module.eval()
+        rows = torch.nonzero(table.has_id[:-1]).ravel()
+        if len(rows) == 0:
+            return
+        index = table.feature_index[rows].cpu().numpy()
+        weight = table.feature_weight[rows].cpu().numpy()
+        features = sp.csr_array(
+            (weight.ravel(), index.ravel(), np.arange(0, index.size + 1, index.shape[1])),
+            shape=(len(rows), table.n_features + 1),
+        )[:, : table.n_features]
+        if side == "user":
+            target = module.user_representation(rows)
+        else:
+            q, b = module._item_side(rows)
+            target = torch.cat([q, b[:, None]], dim=1)
+        target = target.float().cpu().numpy()
+        ridge = (
+            RidgeCV(alphas=np.logspace(-2, 3, 11)) if len(rows) > 2 else Ridge(alpha=1.0)
+        ).fit(features, target)
+        table.set_standalone(np.asarray(ridge.coef_, dtype=np.float32).T,
+                             np.asarray(ridge.intercept_, dtype=np.float32))
 
     def _user_features(self, reprs):
         if self.architecture == "neumf":

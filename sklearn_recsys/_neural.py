@@ -31,6 +31,7 @@ from sklearn.utils.validation import check_is_fitted
 from skorch.callbacks import EarlyStopping, ProgressBar
 from torch.nn import functional as F
 
+from ._attributes import AttributeEncoder, Attributes
 from ._base import BaseRecommender
 from ._fold_in import fold_in_gradient, fold_in_ridge
 from ._input import seen_matrix
@@ -274,6 +275,50 @@ class NeuralRecommender(BaseRecommender):
     def _optimizer(self, fit):
         return torch.optim.Adam, {}
 
+    # -- attributes --------------------------------------------------------------
+
+    def _extra_users(self):
+        """Users of ``user_attributes`` join the user space (cold when not interacted)."""
+        attributes = getattr(self, "user_attributes", None)
+        return None if attributes is None else ("user_attributes", attributes.ids)
+
+    def _extra_items(self):
+        """Items of ``item_attributes`` join the item space."""
+        attributes = getattr(self, "item_attributes", None)
+        return None if attributes is None else ("item_attributes", attributes.ids)
+
+    @staticmethod
+    def _attribute_sizes(training):
+        """The network's attribute sizes (``n_item_features``...) for the encoders."""
+        sizes = {}
+        for side in ("user", "item"):
+            encoder = training.fitted[f"_{side}_encoder"]
+            if encoder is not None:
+                sizes[f"n_{side}_features"] = encoder.n_features
+                sizes[f"{side}_feature_width"] = encoder.width
+        return sizes
+
+    def _fill_attribute_rows(self, module, fit, training):
+        """Give the network's attribute tables the encoded rows of the fit's ids.
+
+        Ids without training interactions train with their attributes alone
+        (their own vectors would learn nothing, and are zeroed after
+        training); the others drop their own vector with ``id_dropout``.
+        """
+        p = float(getattr(self, "id_dropout", 0.0))
+        for side in ("user", "item"):
+            table = getattr(module, f"{side}_attributes", None)
+            if table is None:
+                continue
+            encoder = training.fitted[f"_{side}_encoder"]
+            index, weight = encoder.aligned(
+                getattr(self, f"{side}_attributes"), getattr(fit, f"{side}_index")
+            )
+            counts = np.bincount(getattr(fit.data, f"{side}s"), minlength=len(index))
+            # id_dropout=1: the ids' own vectors never train, attributes only
+            table.set_rows(index, weight, has_id=(counts > 0) & (p < 1))
+            table.set_training_rows(counts > 0, np.where(counts > 0, p, 1.0))
+
     def _refresh_module(self, module, fit):
         """Update the fitted module before a warm start continues it."""
 
@@ -347,6 +392,11 @@ class NeuralRecommender(BaseRecommender):
         if self._private():
             self._check_privacy()
         training = self._training_data(fit)
+        for side in ("user", "item"):  # the attributes' fitted encodings
+            attributes = getattr(self, f"{side}_attributes", None)
+            training.fitted[f"_{side}_encoder"] = (
+                None if attributes is None else AttributeEncoder(attributes)
+            )
         self._check_callbacks(training)
         privacy = self._privacy_run(fit, training)
         if self._continues(fit):
@@ -704,7 +754,29 @@ class SequenceRecommender(NeuralRecommender):
                         StrOptions({"auto"})],
         "time_col": [str, numbers.Integral, None],
         "differential_privacy": [DifferentialPrivacy, None],
+        "item_attributes": [Attributes, None],
     }
+
+    def _check_params(self):
+        if self.item_attributes is not None and self.differential_privacy is not None:
+            raise ValueError(
+                "differential_privacy protects users' interactions; it does not "
+                "cover item attributes: leave item_attributes at None with "
+                "differential_privacy."
+            )
+
+    @torch.no_grad()
+    def _after_training(self, module, fit):
+        """Items without interactions: their own vectors (never trained) are zeroed."""
+        if module.item_attributes is None:
+            return
+        cold = np.setdiff1d(np.arange(fit.n_items), fit.data.items)
+        if len(cold):
+            cold = torch.as_tensor(cold, device=module.output_bias.device)
+            module.item_embedding.weight[cold + 1] = 0
+            module.output_bias[cold] = 0
+            if module.output_embedding is not None:
+                module.output_embedding.weight[cold] = 0
 
     # -- fitting hooks -----------------------------------------------------------
 

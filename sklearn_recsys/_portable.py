@@ -14,6 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from ._attributes import AttributeEncoder
 from ._input import HashedIdIndex, IdIndex
 from ._privacy import DifferentialPrivacy
 from .nn import Scorer
@@ -60,6 +61,8 @@ def to_plain(value):
         }
     if isinstance(value, DifferentialPrivacy):
         return {"__differential_privacy__": value._params()}
+    if isinstance(value, AttributeEncoder):
+        return {"__attribute_encoder__": to_plain(value.__getstate__())}
     if isinstance(value, torch.Tensor):
         return value.detach().cpu().numpy()
     if isinstance(value, dict):
@@ -113,6 +116,10 @@ def from_plain(value, device="cpu", trusted=()):
         return _module_from_plain(value, device, trusted)
     if "__differential_privacy__" in value:
         return DifferentialPrivacy(**value["__differential_privacy__"])
+    if "__attribute_encoder__" in value:
+        encoder = AttributeEncoder.__new__(AttributeEncoder)
+        encoder.__setstate__(from_plain(value["__attribute_encoder__"]))
+        return encoder
     return {k: from_plain(v, device, trusted) for k, v in value.items()}
 
 

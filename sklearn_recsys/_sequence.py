@@ -64,6 +64,7 @@ class LSTMRecommender(SequenceRecommender):
         and latest-small, ``benchmarks/tune_defaults.py``).
     %(early_stopping_sequences)s
     %(privacy)s
+    %(sequence_item_attributes)s
     handle_unknown : {"fallback", "error"}, default="fallback"
         Unknown user ids: ``"fallback"`` gives them an empty history (zero
         state, so items are ranked by their learned bias, a popularity
@@ -125,9 +126,9 @@ class LSTMRecommender(SequenceRecommender):
         self, *, embedding_dim=64, max_len=50, n_layers=2, dropout=0.3, loss="auto",
         n_negatives="auto", alpha=0.0, max_iter=20, batch_size=64, learning_rate_init=5e-3,
         early_stopping=False, validation_fraction=0.1, n_iter_no_change=5, tol=1e-4,
-        warm_start=False, differential_privacy=None, handle_unknown="fallback",
-        user_col="user", item_col="item", time_col="timestamp", device="cpu",
-        callbacks=None, verbose=0, random_state=None, **kwargs,
+        warm_start=False, differential_privacy=None, item_attributes=None,
+        handle_unknown="fallback", user_col="user", item_col="item", time_col="timestamp",
+        device="cpu", callbacks=None, verbose=0, random_state=None, **kwargs,
     ):
         self.embedding_dim = embedding_dim
         self.max_len = max_len
@@ -145,6 +146,7 @@ class LSTMRecommender(SequenceRecommender):
         self.tol = tol
         self.warm_start = warm_start
         self.differential_privacy = differential_privacy
+        self.item_attributes = item_attributes
         self.handle_unknown = handle_unknown
         self.user_col = user_col
         self.item_col = item_col
@@ -156,10 +158,12 @@ class LSTMRecommender(SequenceRecommender):
         self._store_net_params(kwargs)
 
     def _build_module(self, fit, training):
-        return LSTMEncoder(**self._module_kwargs(
+        module = LSTMEncoder(**self._module_kwargs(
             n_items=fit.n_items, embedding_dim=self.embedding_dim, max_len=self.max_len,
-            n_layers=self.n_layers, dropout=self.dropout,
+            n_layers=self.n_layers, dropout=self.dropout, **self._attribute_sizes(training),
         ))
+        self._fill_attribute_rows(module, fit, training)
+        return module
 
 
 @fill_doc
@@ -216,6 +220,7 @@ class AttentionRecommender(SequenceRecommender):
         and latest-small, ``benchmarks/tune_defaults.py``).
     %(early_stopping_sequences)s
     %(privacy)s
+    %(sequence_item_attributes)s
     handle_unknown : {"fallback", "error"}, default="fallback"
         Unknown user ids: ``"fallback"`` gives them an empty history (zero
         state, so items are ranked by their learned bias, a popularity
@@ -277,8 +282,9 @@ class AttentionRecommender(SequenceRecommender):
         loss="auto", n_negatives="auto", alpha=0.0, max_iter=20, batch_size=64,
         learning_rate_init=5e-3, early_stopping=False, validation_fraction=0.1,
         n_iter_no_change=5, tol=1e-4, warm_start=False, differential_privacy=None,
-        handle_unknown="fallback", user_col="user", item_col="item", time_col="timestamp",
-        device="cpu", callbacks=None, verbose=0, random_state=None, **kwargs,
+        item_attributes=None, handle_unknown="fallback", user_col="user", item_col="item",
+        time_col="timestamp", device="cpu", callbacks=None, verbose=0, random_state=None,
+        **kwargs,
     ):
         self.embedding_dim = embedding_dim
         self.max_len = max_len
@@ -297,6 +303,7 @@ class AttentionRecommender(SequenceRecommender):
         self.tol = tol
         self.warm_start = warm_start
         self.differential_privacy = differential_privacy
+        self.item_attributes = item_attributes
         self.handle_unknown = handle_unknown
         self.user_col = user_col
         self.item_col = item_col
@@ -315,7 +322,10 @@ class AttentionRecommender(SequenceRecommender):
             )
 
     def _build_module(self, fit, training):
-        return SelfAttentionEncoder(**self._module_kwargs(
+        module = SelfAttentionEncoder(**self._module_kwargs(
             n_items=fit.n_items, embedding_dim=self.embedding_dim, max_len=self.max_len,
             n_blocks=self.n_blocks, n_heads=self.n_heads, dropout=self.dropout,
+            **self._attribute_sizes(training),
         ))
+        self._fill_attribute_rows(module, fit, training)
+        return module

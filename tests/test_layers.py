@@ -14,7 +14,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "sklearn_recsys"
 
 LAYERS = {
     "input": [
-        "_input", "_content", "_sequence_data", "_topk", "_ranking", "_docs", "datasets",
+        "_input", "_content", "_attributes", "_sequence_data", "_topk", "_ranking", "_docs",
+        "datasets",
     ],
     "nn": ["nn"],
     "training": ["_training", "_objectives", "_fold_in", "_portable", "_privacy"],

@@ -8,6 +8,7 @@ build them with the sizes they learn at fit. Every module is a
 built with sparse embedding gradients.
 """
 
+from ._attributes import AttributeEmbedding
 from ._baselines import EASEScorer, ItemKNNScorer, PopularityScorer
 from ._cnn import HybridCNN, ImageCNN, TextCNN
 from ._mf import BiasedMF, NeuMF
@@ -16,6 +17,7 @@ from ._protocol import LinearItemScorer, Scorer
 from ._sequence import LSTMEncoder, SelfAttentionEncoder
 
 __all__ = [
+    "AttributeEmbedding",
     "BiasedMF",
     "EASEScorer",
     "HybridCNN",

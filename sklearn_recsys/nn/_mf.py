@@ -15,6 +15,7 @@ zero padding row used for ids unseen at fit.
 import torch
 from torch import nn
 
+from ._attributes import AttributeEmbedding
 from ._protocol import LinearItemScorer, Scorer, augmented
 from ._random import Dropout, init_parameters
 
@@ -53,10 +54,35 @@ class BiasedMF(LinearItemScorer):
         Embedding tables with sparse gradients (rows of the batch only), for
         an optimizer that updates those rows only, e.g.
         :class:`~sklearn_recsys.nn.SparseDenseAdam`.
+    n_user_features, n_item_features : int, default=0
+        Number of user (item) attribute features; with any, a user's factors
+        and bias are its id's plus the weighted sum of its features'
+        (LightFM's hybrid representation), and ids without interactions are
+        scored from their features alone. The rows' features are buffers
+        (:class:`~sklearn_recsys.nn.AttributeEmbedding`), filled by the
+        estimator.
+    user_feature_width, item_feature_width : int, default=1
+        Features per user (item) row.
+    standalone_attributes : bool, default=False
+        Hold a standalone map of the attributes, which scores the ids
+        without an id of their own (see
+        :class:`~sklearn_recsys.nn.AttributeEmbedding`); the estimator sets
+        it after training.
+    n_user_rows, n_item_rows : int, default=None
+        Users (items) with attribute rows, at least ``n_users``
+        (``n_items``); indices beyond the id tables (ids registered after
+        fit) have attributes only. None: ``n_users`` (``n_items``).
+
+    In training, row ``r`` of a side with attributes has its id's own
+    factors and bias zeroed with probability ``id_dropout[r]`` (a buffer of
+    its :class:`~sklearn_recsys.nn.AttributeEmbedding`, zero unless the
+    estimator sets it), so that the attribute part learns to score alone.
     """
 
     def __init__(
-        self, n_users, n_items, n_components=32, global_bias=0.0, init_std=0.1, sparse=False
+        self, n_users, n_items, n_components=32, global_bias=0.0, init_std=0.1,
+        sparse=False, n_user_features=0, n_item_features=0, user_feature_width=1,
+        item_feature_width=1, n_user_rows=None, n_item_rows=None, standalone_attributes=False,
     ):
         super().__init__()
         self.n_users = n_users
@@ -68,21 +94,68 @@ class BiasedMF(LinearItemScorer):
         self.user_bias = _embedding(n_users, 1, sparse)
         self.item_bias = _embedding(n_items, 1, sparse)
         self.global_bias = nn.Parameter(torch.tensor(self.initial_global_bias))
+        self.user_attributes = self.item_attributes = None
+        if n_user_features:
+            self.user_attributes = AttributeEmbedding(
+                n_users if n_user_rows is None else n_user_rows, n_user_features,
+                user_feature_width, n_components + 1, standalone_attributes,
+            )
+        if n_item_features:
+            self.item_attributes = AttributeEmbedding(
+                n_items if n_item_rows is None else n_item_rows, n_item_features,
+                item_feature_width, n_components + 1, standalone_attributes,
+            )
         self.reset_parameters()
 
     def reset_parameters(self, generator=None):
-        """Factors from N(0, ``init_std``), zero biases, the initial ``mu``."""
+        """Factors from N(0, ``init_std``), zero biases, the initial ``mu``.
+
+        Attribute embeddings start at zero: the model starts as the id-only
+        one, and its attributes add what training finds they explain.
+        """
         init_rows(self.user_factors, self.init_std, generator)
         init_rows(self.item_factors, self.init_std, generator)
         init_rows(self.user_bias, 0)
         init_rows(self.item_bias, 0)
+        for table in (self.user_attributes, self.item_attributes):
+            if table is not None:
+                table.reset_parameters(0.0)  # start from the id-only model
         with torch.no_grad():
             self.global_bias.fill_(self.initial_global_bias)
 
+    def get_config(self):
+        config = super().get_config()
+        for side in ("user", "item"):  # rows registered after fit
+            table = getattr(self, f"{side}_attributes")
+            if table is not None:
+                config[f"n_{side}_rows"] = table.n_rows
+        return config
+
+    @property
+    def n_item_rows(self):
+        """Items scored: ``n_items``, plus items registered with attributes."""
+        return self.n_items if self.item_attributes is None else self.item_attributes.n_rows
+
+    def _id_rows(self, rows, n_ids):
+        """Rows beyond the id table (registered with attributes only): padding."""
+        return torch.where(rows < n_ids, rows, n_ids)
+
     def user_representation(self, users):
-        return torch.cat([self.user_factors(users), self.user_bias(users)], dim=1)
+        if self.user_attributes is None:
+            return torch.cat([self.user_factors(users), self.user_bias(users)], dim=1)
+        ids = self._id_rows(users, self.n_users)
+        own = torch.cat([self.user_factors(ids), self.user_bias(ids)], dim=-1)
+        return self.user_attributes.combined(users, own)
 
     def _item_side(self, items=None):
+        if self.item_attributes is not None:
+            rows = items
+            if items is None:
+                rows = torch.arange(self.n_item_rows, device=self.global_bias.device)
+            ids = self._id_rows(rows, self.n_items)
+            own = torch.cat([self.item_factors(ids), self.item_bias(ids)], dim=-1)
+            q_b = self.item_attributes.combined(items, own)
+            return q_b[..., :-1], q_b[..., -1]
         if items is None:
             q = self.item_factors.weight[: self.n_items]
             b = self.item_bias.weight[: self.n_items, 0]
@@ -126,6 +199,13 @@ class BiasedMF(LinearItemScorer):
         M), neg (B, K), penalty, pos_items, pos_values, sample, hits)``, the
         penalty ``|p_u|^2`` plus the ``shared_weights``-weighted mean squared
         norm of the sampled items (an estimate of the catalogue's mean).
+
+        With user attributes, the two batches of whole users (``targets``
+        or ``pos_items``) also train every user's attribute part alone: each
+        user appears twice, with its whole representation and with its
+        attributes only (the rows of the outputs are doubled), so that users
+        without interactions are scored by an attribute part trained for it,
+        while the whole representations train as without attributes.
         """
         u = self.user_representation(users)
         if pos_items is not None:  # whole users against a shared sample
@@ -145,6 +225,8 @@ class BiasedMF(LinearItemScorer):
             q_aug, offset = self.item_linear_terms()
             scores = torch.addmm(offset[None, :], u, q_aug.T)
             penalty = (u * u).sum(-1) + (q_aug[:, :-1] ** 2).sum(-1).mean()
+            if self.training:
+                scores = self._mask_untrained(scores)
             return scores, targets, penalty
         q_aug, offset = self.item_linear_terms(items)
         pos = (u * q_aug).sum(-1) + offset
@@ -160,8 +242,22 @@ class BiasedMF(LinearItemScorer):
             ).mean(dim=1)
         return pos, neg, penalty
 
+    def _mask_untrained(self, scores):
+        """Training scores with the items without interactions masked out.
+
+        They are unknown, not negatives (as for the sampled negatives of the
+        other losses); only items with attributes can lack interactions.
+        """
+        if self.item_attributes is None:
+            return scores
+        untrained = ~self.item_attributes.trained[:-1]
+        return scores.masked_fill(untrained, torch.finfo(scores.dtype).min)
+
     def user_embeddings(self):
-        return self.user_factors.weight[: self.n_users]
+        if self.user_attributes is None:
+            return self.user_factors.weight[: self.n_users]
+        users = torch.arange(self.user_attributes.n_rows, device=self.global_bias.device)
+        return self.user_representation(users)[:, :-1]
 
 
 class NeuMF(Scorer):

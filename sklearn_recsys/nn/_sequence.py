@@ -38,6 +38,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ._attributes import AttributeEmbedding, drop_rows
 from ._protocol import Scorer
 from ._random import Dropout, init_parameters, take
 
@@ -47,7 +48,8 @@ __all__ = ["LSTMEncoder", "SelfAttentionEncoder"]
 class _SequenceEncoder(Scorer):
     """Item embeddings, output layer and the scoring protocol."""
 
-    def __init__(self, n_items, embedding_dim, max_len, dropout, tie_weights, init_std):
+    def __init__(self, n_items, embedding_dim, max_len, dropout, tie_weights, init_std,
+                 n_item_features=0, item_feature_width=1):
         super().__init__()
         self.n_items = n_items
         self.embedding_dim = embedding_dim
@@ -58,6 +60,12 @@ class _SequenceEncoder(Scorer):
         self.output_embedding = None if tie_weights else nn.Embedding(n_items, embedding_dim)
         self.output_bias = nn.Parameter(torch.zeros(n_items))
         self.dropout = Dropout(dropout)
+        # item attributes: one more column than the embeddings (the output bias)
+        self.item_attributes = None
+        if n_item_features:
+            self.item_attributes = AttributeEmbedding(
+                n_items, n_item_features, item_feature_width, embedding_dim + 1
+            )
 
     def reset_parameters(self, generator=None):
         """PyTorch's default layers, item embeddings from N(0, ``init_std``).
@@ -71,6 +79,8 @@ class _SequenceEncoder(Scorer):
         with torch.no_grad():
             self.item_embedding.weight[0].zero_()
             self.output_bias.zero_()
+        if self.item_attributes is not None:  # start from the id-only model
+            self.item_attributes.reset_parameters(0.0)
 
     # -- protocol ------------------------------------------------------------
 
@@ -87,20 +97,41 @@ class _SequenceEncoder(Scorer):
         seqs = seqs[:, -self.max_len :]
         return self.sequence_states(seqs)[:, -1]
 
+    def embed_items(self, seqs):
+        """Input embeddings ``(B, L, embedding_dim)`` of the (shifted) items."""
+        x = self.item_embedding(seqs)
+        if self.item_attributes is None:
+            return x
+        rows = torch.where(seqs > 0, seqs - 1, self.n_items)  # padding: no feature
+        if self.training:
+            x = drop_rows(x, self.item_attributes.id_dropout[rows])
+        return x + self.item_attributes(rows)[..., :-1]
+
+    def _output_terms(self):
+        """Output item embeddings ``(n_items, d)`` and biases ``(n_items,)``."""
+        if self.output_embedding is None:
+            weight = self.item_embedding.weight[1:]
+        else:
+            weight = self.output_embedding.weight
+        if self.item_attributes is None:
+            return weight, self.output_bias
+        full = self.item_attributes.combined(
+            None, torch.cat([weight, self.output_bias[:, None]], dim=1)
+        )
+        return full[:, :-1], full[:, -1]
+
     def item_embeddings(self):
         """Output item embeddings ``(n_items, embedding_dim)``."""
-        if self.output_embedding is None:
-            return self.item_embedding.weight[1:]
-        return self.output_embedding.weight
+        return self._output_terms()[0]
 
     def score_all(self, user_repr, items=None):
-        weight, bias = self.item_embeddings(), self.output_bias
+        weight, bias = self._output_terms()
         if items is not None:
             weight, bias = take(weight, items), take(bias, items)
         return torch.addmm(bias[None, :], user_repr, weight.T)
 
     def score_pairs(self, user_repr, items):
-        weight, bias = self.item_embeddings(), self.output_bias
+        weight, bias = self._output_terms()
         return (user_repr * take(weight, items)).sum(-1) + take(bias, items)
 
     def forward(self, seqs, targets, neg_items=None, shared_items=None):
@@ -108,17 +139,21 @@ class _SequenceEncoder(Scorer):
         mask = targets > 0
         h = states[mask]
         labels = targets[mask] - 1
+        weight, bias = self._output_terms()
         if neg_items is None and shared_items is None:
-            return self.score_all(h), labels
-        pos = self.score_pairs(h, labels)
-        weight = self.item_embeddings()
+            scores = torch.addmm(bias[None, :], h, weight.T)
+            if self.item_attributes is not None:
+                # items without interactions are unknown, not negatives
+                untrained = ~self.item_attributes.trained[:-1]
+                scores = scores.masked_fill(untrained, torch.finfo(scores.dtype).min)
+            return scores, labels
+        pos = (h * take(weight, labels)).sum(-1) + take(bias, labels)
         if shared_items is not None:  # one sample shared by the batch (sampled softmax)
             sample = shared_items[0]
-            neg_scores = torch.addmm(take(self.output_bias, sample)[None, :], h,
-                                     take(weight, sample).T)
+            neg_scores = torch.addmm(take(bias, sample)[None, :], h, take(weight, sample).T)
             return torch.cat([pos[:, None], neg_scores], dim=1), (labels, sample)
         neg = neg_items[mask]
-        neg_scores = torch.einsum("nd,nkd->nk", h, take(weight, neg)) + take(self.output_bias, neg)
+        neg_scores = torch.einsum("nd,nkd->nk", h, take(weight, neg)) + take(bias, neg)
         return torch.cat([pos[:, None], neg_scores], dim=1), None
 
 
@@ -142,14 +177,22 @@ class LSTMEncoder(_SequenceEncoder):
         Score items with the input item embeddings; otherwise learn a
         separate output embedding.
     init_std : float, default=0.2
-        Standard deviation of the normal initialisation of the embeddings.
+        Standard deviation of the normal initialisation of the embeddings.    n_item_features : int, default=0
+        Number of item attribute features; with any, an item's input and
+        output embeddings (and output bias) are its id's plus the weighted
+        sum of its features' (an :class:`AttributeEmbedding`, whose rows the
+        estimator fills), and items without interactions are scored from
+        their attributes alone.
+    item_feature_width : int, default=1
+        Features per item.
     """
 
     def __init__(
         self, n_items, embedding_dim=64, max_len=50, n_layers=2, dropout=0.2,
-        tie_weights=True, init_std=0.2,
+        tie_weights=True, init_std=0.2, n_item_features=0, item_feature_width=1,
     ):
-        super().__init__(n_items, embedding_dim, max_len, dropout, tie_weights, init_std)
+        super().__init__(n_items, embedding_dim, max_len, dropout, tie_weights, init_std,
+                         n_item_features, item_feature_width)
         # One LSTM per layer, with this package's dropout between them (the
         # dropout of a multi-layer nn.LSTM draws from the global generator).
         self.lstm = nn.ModuleList(
@@ -163,7 +206,7 @@ class LSTMEncoder(_SequenceEncoder):
         dim = self.embedding_dim
         real = seqs > 0
         lengths = real.sum(1)
-        x = self.dropout(self.item_embedding(seqs))
+        x = self.dropout(self.embed_items(seqs))
         # Left-padded -> right-padded: every sequence then starts from the
         # zero state at its first real item, and the trailing padding cannot
         # reach a real position (the recurrence only looks back).
@@ -235,18 +278,26 @@ class SelfAttentionEncoder(_SequenceEncoder):
     tie_weights : bool, default=True
         Score items with the input item embeddings.
     init_std : float, default=0.05
-        Standard deviation of the normal initialisation of the embeddings.
+        Standard deviation of the normal initialisation of the embeddings.    n_item_features : int, default=0
+        Number of item attribute features; with any, an item's input and
+        output embeddings (and output bias) are its id's plus the weighted
+        sum of its features' (an :class:`AttributeEmbedding`, whose rows the
+        estimator fills), and items without interactions are scored from
+        their attributes alone.
+    item_feature_width : int, default=1
+        Features per item.
     """
 
     def __init__(
         self, n_items, embedding_dim=64, max_len=50, n_blocks=2, n_heads=1, dropout=0.2,
-        tie_weights=True, init_std=0.05,
+        tie_weights=True, init_std=0.05, n_item_features=0, item_feature_width=1,
     ):
         if embedding_dim % n_heads:
             raise ValueError(
                 f"embedding_dim={embedding_dim} must be divisible by n_heads={n_heads}."
             )
-        super().__init__(n_items, embedding_dim, max_len, dropout, tie_weights, init_std)
+        super().__init__(n_items, embedding_dim, max_len, dropout, tie_weights, init_std,
+                         n_item_features, item_feature_width)
         self.position_embedding = nn.Embedding(max_len, embedding_dim)
         self.blocks = nn.ModuleList(
             _AttentionBlock(embedding_dim, n_heads, dropout) for _ in range(n_blocks)
@@ -270,7 +321,7 @@ class SelfAttentionEncoder(_SequenceEncoder):
         real = seqs > 0
         keep = real[..., None]
         positions = torch.arange(length - 1, -1, -1, device=device)
-        x = self.item_embedding(seqs) * math.sqrt(self.embedding_dim)
+        x = self.embed_items(seqs) * math.sqrt(self.embedding_dim)
         x = self.dropout(x + self.position_embedding(positions)[None]) * keep
         # Query t attends to the real keys <= t, and to itself so that the
         # rows of padded queries are never empty (their states are zeroed).

@@ -1,0 +1,390 @@
+"""User and item attributes: the ``Attributes`` object, its encoding, and the
+models reading it (cold-start users and items, registration, artifacts)."""
+
+import copy
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from sklearn_recsys import (
+    AttentionRecommender,
+    Attributes,
+    LSTMRecommender,
+    MatrixFactorization,
+    load,
+    save,
+)
+from sklearn_recsys._attributes import AttributeEncoder
+from sklearn_recsys.metrics import make_ranking_scorer
+from sklearn_recsys.model_selection import UserHoldout
+from sklearn_recsys.nn import BiasedMF
+
+pytestmark = pytest.mark.filterwarnings("ignore:y is ignored for a user x item matrix")
+
+N_GROUPS, USERS_PER_GROUP, ITEMS_PER_GROUP = 3, 12, 8
+COLD_USERS, COLD_ITEMS = 2, 2  # per group, in the attributes only
+
+
+def _grouped(seed=0):
+    """Users of group g interact with 5 items of item group g; attributes tell
+    the groups. The last users/items of each group have no interaction."""
+    rng = np.random.RandomState(seed)
+    rows = []
+    warm_items = ITEMS_PER_GROUP - COLD_ITEMS
+    for g in range(N_GROUPS):
+        for u in range(USERS_PER_GROUP - COLD_USERS):
+            for i in rng.choice(warm_items, size=5, replace=False):
+                rows.append((f"u{g}-{u}", f"i{g}-{i}", rng.randint(1, 100)))
+    X = pd.DataFrame(rows, columns=["user", "item", "timestamp"])
+    users = pd.DataFrame({
+        "group": [f"g{g}" for g in range(N_GROUPS) for _ in range(USERS_PER_GROUP)],
+        "age": [20.0 + 10 * g + u for g in range(N_GROUPS) for u in range(USERS_PER_GROUP)],
+    }, index=[f"u{g}-{u}" for g in range(N_GROUPS) for u in range(USERS_PER_GROUP)])
+    items = pd.DataFrame({
+        "genres": [[f"g{g}", "film"] for g in range(N_GROUPS) for _ in range(ITEMS_PER_GROUP)],
+        "year": [1990.0 + i for _ in range(N_GROUPS) for i in range(ITEMS_PER_GROUP)],
+    }, index=[f"i{g}-{i}" for g in range(N_GROUPS) for i in range(ITEMS_PER_GROUP)])
+    return X, users, items
+
+
+def _group(ids):
+    return np.vectorize(lambda s: int(s[1]))(np.asarray(ids))
+
+
+@pytest.fixture(scope="module")
+def grouped():
+    return _grouped()
+
+
+# -- Attributes ----------------------------------------------------------------------
+
+
+def test_kinds_inferred_and_explicit():
+    table = pd.DataFrame({
+        "age": [20, 30, 40], "gender": ["F", "M", None], "member": [True, False, True],
+        "action": [0, 1, 1], "tags": [["a"], ["a", "b"], None], "zip": [1, 2, 1],
+    }, index=["x", "y", "z"])
+    attrs = Attributes(table, categorical=["zip"])
+    assert attrs.columns == {
+        "age": "numeric", "gender": "categorical", "member": "binary",
+        "action": "binary", "tags": "multi_valued", "zip": "categorical",
+    }
+    assert list(attrs.ids) == ["x", "y", "z"]
+    by_col = Attributes(table.reset_index(names="id"), id_col="id")
+    assert list(by_col.ids) == ["x", "y", "z"] and "id" not in by_col.columns
+
+
+@pytest.mark.parametrize("make, kwargs, error, match", [
+    (lambda: np.zeros((3, 2)), {}, TypeError, "needs a DataFrame"),
+    (lambda: pd.DataFrame({"a": ["x", "y"]}, index=[1, 1]), {}, ValueError, "duplicated ids"),
+    (lambda: pd.DataFrame({"a": ["x", "y"]}, index=[1.0, np.nan]), {}, ValueError,
+     "missing ids"),
+    (lambda: pd.DataFrame({"age": [1.0, np.nan]}), {}, ValueError, "Column 'age'.*NaN"),
+    (lambda: pd.DataFrame({"age": [1.0, np.inf]}), {}, ValueError, "Column 'age'.*infinity"),
+    (lambda: pd.DataFrame({"g": ["a", ["b"]]}), {"categorical": ["g"]}, TypeError,
+     "Column 'g' .*categorical"),
+    (lambda: pd.DataFrame({"tags": ["a|b", "c"]}), {"multi_valued": ["tags"]}, TypeError,
+     "Column 'tags' .*split"),
+    (lambda: pd.DataFrame({"t": pd.to_datetime(["2020-01-01", "2021-01-01"])}), {},
+     TypeError, "Column 't' .*datetime"),
+    (lambda: pd.DataFrame({"x": ["a", "b"]}), {"numeric": ["x"]}, TypeError,
+     "Column 'x' .*numeric"),
+    (lambda: pd.DataFrame({"x": [1, 2]}), {"numeric": ["nope"]}, ValueError, "'nope'"),
+    (lambda: pd.DataFrame({"x": [1, 2]}), {"numeric": ["x"], "categorical": ["x"]},
+     ValueError, "both"),
+    (lambda: pd.DataFrame({"x": [1, 2]}), {"id_col": "id"}, ValueError, "id_col"),
+    (lambda: pd.DataFrame(index=[1, 2]), {}, ValueError, "no column"),
+    (lambda: pd.DataFrame({"x": []}), {}, ValueError, "at least one row"),
+    (lambda: pd.DataFrame({"x": [1, 2]}), {"categorical": "x"}, TypeError, "list of column"),
+])
+def test_bad_tables(make, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        Attributes(make(), **kwargs)
+
+
+def test_immutable_shared_and_caller_data_untouched():
+    table = pd.DataFrame({"age": [20.0, 30.0], "g": ["a", "b"]}, index=[1, 2])
+    before = table.copy(deep=True)
+    attrs = Attributes(table)
+    pd.testing.assert_frame_equal(table, before)
+    table.loc[1, "age"] = 99.0  # the caller's later changes do not reach it
+    assert attrs.values("age")[0] == 20.0
+    assert copy.deepcopy(attrs) is attrs and copy.copy(attrs) is attrs
+    est = MatrixFactorization(user_attributes=attrs)
+    assert clone(est).user_attributes is attrs
+    with pytest.raises(AttributeError, match="immutable"):
+        attrs.ids = None
+    with pytest.raises(ValueError):
+        attrs.values("age")[0] = 1.0
+    restored = pickle.loads(pickle.dumps(attrs))
+    assert restored.columns == attrs.columns
+
+
+def test_encoder():
+    fit_table = pd.DataFrame({
+        "g": ["a", "b", None], "tags": [["x", "y"], ["y"], []],
+        "on": [True, False, True], "n": [1.0, 2.0, 3.0],
+    }, index=[10, 20, 30])
+    encoder = AttributeEncoder(Attributes(fit_table))
+    names = list(encoder.feature_names())
+    assert names[:5] == ["g=a", "g=b", "tags=x", "tags=y", "on"]
+    assert names[5] == "n" and len(names) == encoder.n_features
+    index, weight = encoder.encode(Attributes(fit_table))
+    pad = encoder.n_features
+
+    def features(row):
+        return {names[i]: w for i, w in zip(index[row], weight[row]) if i != pad}
+
+    row0 = features(0)
+    assert row0["g=a"] == 1 and row0["tags=x"] == row0["tags=y"] == 0.5 and row0["on"] == 1
+    assert row0["n"] == pytest.approx((1.0 - 2.0) / np.std([1.0, 2.0, 3.0]))
+    assert sum(k.startswith("n in") for k in row0) == 1  # one quantile bin
+    assert "g=a" not in features(2) and "g=b" not in features(2)  # missing: no feature
+    # unknown categories add no feature; columns must be those of fit
+    new = pd.DataFrame({"g": ["zz"], "tags": [["new"]], "on": [False], "n": [2.0]}, index=[1])
+    assert not any(k.startswith(("g=", "tags=")) for k in
+                   {names[i] for i in encoder.encode(Attributes(new))[0][0] if i != pad})
+    with pytest.raises(ValueError, match="lack column"):
+        encoder.encode(Attributes(new.drop(columns=["n"])))
+    with pytest.raises(TypeError, match="Column 'n' .*categorical.*numeric"):
+        encoder.encode(Attributes(new, categorical=["n"]))
+
+
+# -- MatrixFactorization ----------------------------------------------------------
+
+
+def _mf(**kwargs):
+    params = dict(loss="softmax", n_components=8, max_iter=40, learning_rate_init=0.02,
+                  random_state=0)
+    return MatrixFactorization(**{**params, **kwargs})
+
+
+def test_mf_cold_users_from_attributes(grouped):
+    X, users, items = grouped
+    est = _mf(user_attributes=Attributes(users)).fit(X[["user", "item"]])
+    cold = [f"u{g}-{USERS_PER_GROUP - 1}" for g in range(N_GROUPS)]
+    assert set(cold) <= set(est.user_ids_)  # attribute-only users joined the model
+    ids, scores = est.recommend(cold, k=3)
+    assert (_group(ids) == np.arange(N_GROUPS)[:, None]).mean() >= 2 / 3
+    # new users from their attributes alone: as the same attributes at fit
+    new = users.loc[cold].set_axis(["n0", "n1", "n2"])
+    new_ids, new_scores = est.recommend(Attributes(new), k=3)
+    np.testing.assert_array_equal(new_ids, ids)
+    np.testing.assert_allclose(new_scores, scores, rtol=1e-5, atol=1e-6)
+    # a model without user attributes refuses them
+    plain = _mf(max_iter=2).fit(X[["user", "item"]])
+    with pytest.raises(ValueError, match="fitted without user_attributes"):
+        plain.recommend(Attributes(new), k=3)
+
+
+@pytest.mark.parametrize("id_dropout", [0.0, 1.0])
+def test_mf_cold_items_from_attributes(grouped, id_dropout):
+    X, users, items = grouped
+    est = _mf(item_attributes=Attributes(items), id_dropout=id_dropout)
+    est.fit(X[["user", "item"]])
+    cold = [f"i{g}-{i}" for g in range(N_GROUPS)
+            for i in range(ITEMS_PER_GROUP - COLD_ITEMS, ITEMS_PER_GROUP)]
+    warm_users = [f"u{g}-0" for g in range(N_GROUPS)]
+    ids, _ = est.recommend(warm_users, k=COLD_ITEMS, items=cold)
+    assert (_group(ids) == np.arange(N_GROUPS)[:, None]).mean() >= 2 / 3
+
+
+def test_register_users_and_items(grouped):
+    X, users, items = grouped
+    est = _mf(user_attributes=Attributes(users), item_attributes=Attributes(items))
+    est.fit(X[["user", "item"]])
+    n_users, n_items = len(est.user_ids_), len(est.item_ids_)
+    before = est.recommend(["u0-0"], k=5)
+    est.register_users(Attributes(users.iloc[:1].set_axis(["brand-new"])))
+    est.register_items(Attributes(items.iloc[:2].set_axis(["new-a", "new-b"])))
+    assert len(est.user_ids_) == n_users + 1 and len(est.item_ids_) == n_items + 2
+    ids, scores = est.recommend(["brand-new"], k=n_items + 2)
+    assert {"new-a", "new-b"} <= set(ids[0]) and np.isfinite(scores).all()
+    pred = est.predict(pd.DataFrame({"user": ["brand-new"], "item": ["new-a"]}))
+    assert np.isfinite(pred).all()
+    ids_after, _ = est.recommend(["u0-0"], k=5, items=est.item_ids_[:n_items])
+    np.testing.assert_array_equal(ids_after, before[0])
+    with pytest.raises(TypeError, match="needs an Attributes"):
+        est.register_items(items)
+    plain = _mf(max_iter=2).fit(X[["user", "item"]])
+    with pytest.raises(ValueError, match="fitted without item_attributes"):
+        plain.register_items(Attributes(items))
+
+
+def test_without_attributes_the_network_is_unchanged():
+    module = BiasedMF(5, 4, n_components=3)
+    assert set(module.state_dict()) == {
+        "user_factors.weight", "item_factors.weight", "user_bias.weight",
+        "item_bias.weight", "global_bias",
+    }
+
+
+@pytest.mark.parametrize("params", [
+    {"loss": "mse"}, {"loss": "bce"}, {"loss": "bpr", "solver": "sparse_adam"},
+    {"loss": "sampled_softmax", "n_negatives": 8}, {"loss": "softmax", "id_dropout": 0.5},
+])
+def test_mf_attributes_with_every_loss(grouped, params):
+    X, users, items = grouped
+    y = np.ones(len(X)) if params["loss"] in ("mse", "bce") else None
+    est = MatrixFactorization(n_components=4, max_iter=3, random_state=0,
+                              user_attributes=Attributes(users),
+                              item_attributes=Attributes(items), **params)
+    est.fit(X[["user", "item"]], y)
+    ids, scores = est.recommend(Attributes(users.iloc[:2]), k=4)
+    assert ids.shape == (2, 4) and np.isfinite(scores).all()
+    assert np.isfinite(est.user_embeddings_).all() and np.isfinite(est.item_embeddings_).all()
+
+
+def test_same_seed_same_model(grouped):
+    X, users, items = grouped
+
+    def fitted():
+        return _mf(max_iter=5, user_attributes=Attributes(users), id_dropout=0.3,
+                   item_attributes=Attributes(items)).fit(X[["user", "item"]])
+
+    a, b = fitted(), fitted()
+    np.testing.assert_array_equal(a.user_embeddings_, b.user_embeddings_)
+    np.testing.assert_array_equal(a.item_embeddings_, b.item_embeddings_)
+
+
+def test_invalid_combinations(grouped):
+    X, users, items = grouped
+    from sklearn_recsys import DifferentialPrivacy
+
+    with pytest.raises(ValueError, match="architecture='dot'"):
+        MatrixFactorization(architecture="neumf", user_attributes=Attributes(users)).fit(X)
+    with pytest.raises(ValueError, match="differential_privacy"):
+        MatrixFactorization(loss="softmax", user_attributes=Attributes(users),
+                            differential_privacy=DifferentialPrivacy(8.0)).fit(X)
+    with pytest.raises(ValueError, match="user_attributes"):  # InvalidParameterError
+        MatrixFactorization(user_attributes=users).fit(X)
+
+
+def test_matrix_convention_keys_by_index(grouped):
+    X, _, _ = grouped
+    M = sp.csr_array(np.kron(np.eye(3), np.ones((4, 3))))
+    users = pd.DataFrame({"g": ["a"] * 4 + ["b"] * 4 + ["c"] * 4})  # index 0..11 = rows
+    est = _mf(max_iter=5, user_attributes=Attributes(users)).fit(M)
+    assert est.recommend(Attributes(users.iloc[:1]), k=2)[0].shape == (1, 2)
+    fitted = est.user_embeddings_
+    bad = pd.DataFrame({"g": ["a"] * 13})  # row 12 is not a row of M
+    with pytest.raises(ValueError, match="user_attributes has ids that are not rows"):
+        est.set_params(user_attributes=Attributes(bad)).fit(M)
+    np.testing.assert_array_equal(est.user_embeddings_, fitted)  # a failed fit changes nothing
+
+
+def test_artifacts_pickle_and_skops(grouped, tmp_path):
+    X, users, items = grouped
+    est = _mf(max_iter=5, user_attributes=Attributes(users), item_attributes=Attributes(items))
+    est.fit(X[["user", "item"]])
+    est.register_items(Attributes(items.iloc[:1].set_axis(["late"])))
+    queries = (["u0-0", "u1-11"], Attributes(users.iloc[3:5]))
+    expected = [est.recommend(q, k=5) for q in queries]
+    save(est, tmp_path / "mf.safetensors")
+    for restored in (load(tmp_path / "mf.safetensors", user_id_key=None),
+                     pickle.loads(pickle.dumps(est))):
+        for q, (ids, scores) in zip(queries, expected):
+            got_ids, got_scores = restored.recommend(q, k=5)
+            np.testing.assert_array_equal(got_ids, ids)
+            np.testing.assert_array_equal(got_scores, scores)
+    sio = pytest.importorskip("skops.io")
+    dumped = sio.dumps(est)
+    restored = sio.loads(dumped, trusted=sio.get_untrusted_types(data=dumped))
+    np.testing.assert_array_equal(restored.recommend(queries[1], k=5)[0], expected[1][0])
+
+
+def test_grid_search_shares_the_attributes(grouped):
+    X, users, items = grouped
+    attrs = Attributes(users)
+    search = GridSearchCV(
+        _mf(max_iter=5, user_attributes=attrs), {"n_components": [4, 8]},
+        scoring=make_ranking_scorer("ndcg", k=3),
+        cv=UserHoldout(test_size=0.2, random_state=0, n_splits=2),
+    ).fit(X[["user", "item"]])
+    assert search.best_estimator_.user_attributes is attrs
+    assert np.isfinite(search.cv_results_["mean_test_score"]).all()
+
+
+# -- the sequence models ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("cls", [AttentionRecommender, LSTMRecommender])
+def test_sequence_item_attributes(grouped, cls, tmp_path):
+    X, _, items = grouped
+    est = cls(embedding_dim=8, max_iter=3, random_state=0, item_attributes=Attributes(items))
+    est.fit(X)
+    cold = [f"i{g}-{ITEMS_PER_GROUP - 1}" for g in range(N_GROUPS)]
+    assert set(cold) <= set(est.item_ids_)
+    ids, scores = est.recommend(["u0-0", "u1-0"], k=3, items=cold)
+    assert np.isfinite(scores).all()
+    save(est, tmp_path / "seq.safetensors")
+    restored = load(tmp_path / "seq.safetensors", user_id_key=None)
+    np.testing.assert_array_equal(restored.recommend(["u0-0"], k=4)[0],
+                                  est.recommend(["u0-0"], k=4)[0])
+    # without attributes the network has no attribute table
+    plain = cls(embedding_dim=8, max_iter=1, random_state=0).fit(X)
+    assert plain._module().item_attributes is None
+
+
+# -- sklearn's checks, with attributes --------------------------------------------
+
+# The checks fit user x item matrices of several shapes: attributes keyed by
+# row/column 0, which every matrix has.
+_ROW0 = Attributes(pd.DataFrame({"g": ["a"], "x": [1.0]}, index=[0]))
+
+
+def _expected(estimator):
+    from test_common import _expected_failed_checks
+
+    return _expected_failed_checks(estimator)
+
+
+@parametrize_with_checks(
+    [
+        MatrixFactorization(max_iter=2, random_state=0, user_attributes=_ROW0,
+                            item_attributes=_ROW0),
+        # the checks feed negative targets: ratings (softmax needs weights >= 0)
+        MatrixFactorization(max_iter=2, random_state=0, item_attributes=_ROW0,
+                            id_dropout=1.0),
+        AttentionRecommender(max_iter=2, random_state=0, item_attributes=_ROW0),
+    ],
+    expected_failed_checks=_expected,
+)
+def test_sklearn_compatible_with_attributes(estimator, check):
+    check(estimator)
+
+
+def test_recommend_contract_with_attributes():
+    """The shared recommend contract (tests/test_common.py), attributes given."""
+    import test_common as common
+
+    X = common._block_matrix()
+    n_users = common.N_BLOCKS * common.USERS_PER_BLOCK
+    n_items = common.N_BLOCKS * common.ITEMS_PER_BLOCK
+    block_users = np.arange(n_users) // common.USERS_PER_BLOCK
+    block_items = np.arange(n_items) // common.ITEMS_PER_BLOCK
+    coo = X.tocoo()
+    table = pd.DataFrame({"user": [f"u{r}" for r in coo.row],
+                          "item": [f"i{c}" for c in coo.col], "timestamp": coo.data})
+
+    def model(user_keys, item_keys):
+        return MatrixFactorization(
+            loss="bpr", n_components=4, max_iter=30, batch_size=32,
+            learning_rate_init=0.01, alpha=1e-4, random_state=0,
+            user_attributes=Attributes(pd.DataFrame({"block": block_users}, index=user_keys),
+                                       categorical=["block"]),
+            item_attributes=Attributes(pd.DataFrame({"block": block_items}, index=item_keys),
+                                       categorical=["block"]),
+        )
+
+    common.test_recommend_contract(model(np.arange(n_users), np.arange(n_items)), (X, table))
+    common.test_recommend_contract_raw_ids(
+        model([f"u{u}" for u in range(n_users)], [f"i{i}" for i in range(n_items)]),
+        (X, table),
+    )
