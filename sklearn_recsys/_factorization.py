@@ -309,12 +309,8 @@ class MatrixFactorization(PairRecommender):
             return NeuMF(**self._module_kwargs(
                 **kwargs, hidden_layer_sizes=tuple(self.hidden_layer_sizes)
             ))
-        sizes = self._attribute_sizes(training)
-        if sizes:
-            # ids without their own vector are scored by a map of their
-            # attributes fitted after training (id_dropout=1: the attributes
-            # are the whole model already)
-            sizes["standalone_attributes"] = self.id_dropout < 1
+        # (id_dropout=1: the attributes are the whole model, no map needed)
+        sizes = self._attribute_sizes(training, standalone=self.id_dropout < 1)
         module = BiasedMF(**self._module_kwargs(**kwargs, **sizes))
         self._fill_attribute_rows(module, fit, training)
         return module
@@ -450,45 +446,16 @@ class MatrixFactorization(PairRecommender):
     def _after_training(self, module, fit):
         """Zero the rows of ids without interactions; fit the attributes' maps."""
         super()._after_training(module, fit)
-        for side in ("user", "item"):
-            table = getattr(module, f"{side}_attributes", None)
-            if table is not None and table.standalone_weight is not None:
-                self._fit_standalone(module, table, side)
-
-    @staticmethod
-    def _fit_standalone(module, table, side):
-        """Ridge map from the attributes to the learned vectors of the ids.
-
-        The ids with training interactions give the examples (their
-        attribute features -> their whole vector, own part and attributes);
-        the penalty is chosen by efficient leave-one-out among 11 values
-        (:class:`~sklearn.linear_model.RidgeCV`). Ids without an id of their
-        own are then scored from the map of their attributes (the
-        attribute-to-factor mapping of Gantner et al., 2010).
-        """
-        from sklearn.linear_model import Ridge, RidgeCV
-
         module.eval()
-        rows = torch.nonzero(table.has_id[:-1]).ravel()
-        if len(rows) == 0:
-            return
-        index = table.feature_index[rows].cpu().numpy()
-        weight = table.feature_weight[rows].cpu().numpy()
-        features = sp.csr_array(
-            (weight.ravel(), index.ravel(), np.arange(0, index.size + 1, index.shape[1])),
-            shape=(len(rows), table.n_features + 1),
-        )[:, : table.n_features]
-        if side == "user":
-            target = module.user_representation(rows)
-        else:
-            q, b = module._item_side(rows)
-            target = torch.cat([q, b[:, None]], dim=1)
-        target = target.float().cpu().numpy()
-        ridge = (
-            RidgeCV(alphas=np.logspace(-2, 3, 11)) if len(rows) > 2 else Ridge(alpha=1.0)
-        ).fit(features, target)
-        table.set_standalone(np.asarray(ridge.coef_, dtype=np.float32).T,
-                             np.asarray(ridge.intercept_, dtype=np.float32))
+        if getattr(module, "user_attributes", None) is not None:
+            self._fit_standalone(module.user_attributes, module.user_representation)
+        if getattr(module, "item_attributes", None) is not None:
+
+            def item_vectors(rows):
+                q, b = module._item_side(rows)
+                return torch.cat([q, b[:, None]], dim=1)
+
+            self._fit_standalone(module.item_attributes, item_vectors)
 
     def _user_features(self, reprs):
         if self.architecture == "neumf":

@@ -288,14 +288,21 @@ class NeuralRecommender(BaseRecommender):
         return None if attributes is None else ("item_attributes", attributes.ids)
 
     @staticmethod
-    def _attribute_sizes(training):
-        """The network's attribute sizes (``n_item_features``...) for the encoders."""
+    def _attribute_sizes(training, standalone=False):
+        """The network's attribute sizes (``n_item_features``...) for the encoders.
+
+        ``standalone``: with any attributes, also ``standalone_attributes``
+        (ids without their own vector are scored by the map of their
+        attributes, see :meth:`_fit_standalone`).
+        """
         sizes = {}
         for side in ("user", "item"):
             encoder = training.fitted[f"_{side}_encoder"]
             if encoder is not None:
                 sizes[f"n_{side}_features"] = encoder.n_features
                 sizes[f"{side}_feature_width"] = encoder.width
+        if sizes and standalone:
+            sizes["standalone_attributes"] = True
         return sizes
 
     def _fill_attribute_rows(self, module, fit, training):
@@ -318,6 +325,38 @@ class NeuralRecommender(BaseRecommender):
             # id_dropout=1: the ids' own vectors never train, attributes only
             table.set_rows(index, weight, has_id=(counts > 0) & (p < 1))
             table.set_training_rows(counts > 0, np.where(counts > 0, p, 1.0))
+
+    @staticmethod
+    def _fit_standalone(table, vectors):
+        """Ridge map from the attributes to the learned vectors of the ids.
+
+        The ids with their own vector (``table.has_id``) give the examples:
+        their attribute features -> ``vectors(rows)``, their whole learned
+        vector; the penalty is chosen by efficient leave-one-out among 11
+        values (:class:`~sklearn.linear_model.RidgeCV`). Ids without their
+        own vector are then scored from the map of their attributes (the
+        attribute-to-factor mapping of Gantner et al., 2010). Nothing to do
+        for a table without a standalone map.
+        """
+        from sklearn.linear_model import Ridge, RidgeCV
+
+        if table.standalone_weight is None:
+            return
+        rows = torch.nonzero(table.has_id[:-1]).ravel()
+        if len(rows) == 0:
+            return
+        index = table.feature_index[rows].cpu().numpy()
+        weight = table.feature_weight[rows].cpu().numpy()
+        features = sp.csr_array(
+            (weight.ravel(), index.ravel(), np.arange(0, index.size + 1, index.shape[1])),
+            shape=(len(rows), table.n_features + 1),
+        )[:, : table.n_features]
+        target = vectors(rows).float().cpu().numpy()
+        ridge = (
+            RidgeCV(alphas=np.logspace(-2, 3, 11)) if len(rows) > 2 else Ridge(alpha=1.0)
+        ).fit(features, target)
+        table.set_standalone(np.asarray(ridge.coef_, dtype=np.float32).T,
+                             np.asarray(ridge.intercept_, dtype=np.float32))
 
     def _refresh_module(self, module, fit):
         """Update the fitted module before a warm start continues it."""
@@ -767,7 +806,8 @@ class SequenceRecommender(NeuralRecommender):
 
     @torch.no_grad()
     def _after_training(self, module, fit):
-        """Items without interactions: their own vectors (never trained) are zeroed."""
+        """Items without interactions: their own vectors (never trained) are
+        zeroed, and the ridge map of the item attributes scores them."""
         if module.item_attributes is None:
             return
         cold = np.setdiff1d(np.arange(fit.n_items), fit.data.items)
@@ -777,6 +817,13 @@ class SequenceRecommender(NeuralRecommender):
             module.output_bias[cold] = 0
             if module.output_embedding is not None:
                 module.output_embedding.weight[cold] = 0
+        module.eval()
+
+        def item_vectors(rows):
+            weight, bias = module._output_terms()
+            return torch.cat([weight, bias[:, None]], dim=1)[rows]
+
+        self._fit_standalone(module.item_attributes, item_vectors)
 
     # -- fitting hooks -----------------------------------------------------------
 

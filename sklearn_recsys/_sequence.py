@@ -160,7 +160,8 @@ class LSTMRecommender(SequenceRecommender):
     def _build_module(self, fit, training):
         module = LSTMEncoder(**self._module_kwargs(
             n_items=fit.n_items, embedding_dim=self.embedding_dim, max_len=self.max_len,
-            n_layers=self.n_layers, dropout=self.dropout, **self._attribute_sizes(training),
+            n_layers=self.n_layers, dropout=self.dropout,
+            **self._attribute_sizes(training, standalone=True),
         ))
         self._fill_attribute_rows(module, fit, training)
         return module
@@ -325,7 +326,7 @@ class AttentionRecommender(SequenceRecommender):
         module = SelfAttentionEncoder(**self._module_kwargs(
             n_items=fit.n_items, embedding_dim=self.embedding_dim, max_len=self.max_len,
             n_blocks=self.n_blocks, n_heads=self.n_heads, dropout=self.dropout,
-            **self._attribute_sizes(training),
+            **self._attribute_sizes(training, standalone=True),
         ))
         self._fill_attribute_rows(module, fit, training)
         return module

@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
 from sklearn.utils.estimator_checks import parametrize_with_checks
@@ -388,3 +390,37 @@ def test_recommend_contract_with_attributes():
         model([f"u{u}" for u in range(n_users)], [f"i{i}" for i in range(n_items)]),
         (X, table),
     )
+
+
+# -- property-based: any table either encodes cleanly or is refused clearly ----------
+
+_VALUES = st.one_of(
+    st.none(), st.just(np.nan), st.just(np.inf), st.booleans(),
+    st.integers(-5, 5), st.floats(-1e6, 1e6, allow_nan=False), st.sampled_from("abc"),
+    st.lists(st.sampled_from("xyz"), max_size=3), st.just(pd.Timestamp("2020-01-01")),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_any_table_encodes_or_is_refused_clearly(data):
+    n_rows = data.draw(st.integers(1, 5))
+    n_cols = data.draw(st.integers(1, 3))
+    columns = {
+        f"c{j}": data.draw(st.lists(_VALUES, min_size=n_rows, max_size=n_rows))
+        for j in range(n_cols)
+    }
+    table = pd.DataFrame(columns, index=[f"id{i}" for i in range(n_rows)])
+    before = table.copy(deep=True)
+    try:
+        attrs = Attributes(table)
+    except (ValueError, TypeError) as exc:  # refused, naming a column or the ids
+        assert "Column 'c" in str(exc) or "ids" in str(exc), str(exc)
+    else:
+        encoder = AttributeEncoder(attrs)
+        index, weight = encoder.encode(attrs, encoder.width)
+        assert index.shape == weight.shape == (n_rows, encoder.width)
+        assert ((0 <= index) & (index <= encoder.n_features)).all()
+        assert np.isfinite(weight).all()
+        assert len(encoder.feature_names()) == encoder.n_features
+    assert table.equals(before)  # the caller's table is untouched

@@ -7,6 +7,7 @@ E[feature_j]`` (LightFM's feature sum). Feature ``n_features`` is the
 padding: a zero row of ``E`` with weight 0.
 """
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -59,6 +60,7 @@ class AttributeEmbedding(nn.Module):
             "trained", torch.ones(n_rows + 1, dtype=torch.bool), persistent=False
         )
         self.register_buffer("id_dropout", torch.zeros(n_rows + 1), persistent=False)
+        self.all_trained = True
 
     @property
     def n_rows(self):
@@ -72,6 +74,15 @@ class AttributeEmbedding(nn.Module):
             else:
                 self.embedding.weight.zero_()
             self.embedding.weight[self.n_features].zero_()
+
+    def mask_untrained(self, offset):
+        """``offset`` (per-row scores added to every user's) with the rows
+        without training interactions pushed out of the softmax: they are
+        unknown, not negatives. A very negative offset rather than a masked
+        ``(users, rows)`` score matrix: one vector to write, not a matrix."""
+        if self.all_trained:
+            return offset
+        return offset.masked_fill(~self.trained[:-1], torch.finfo(offset.dtype).min / 4)
 
     @torch.no_grad()
     def set_standalone(self, weight, bias):
@@ -94,6 +105,7 @@ class AttributeEmbedding(nn.Module):
         )
         self.id_dropout = torch.zeros(len(index), device=device)
         self.trained = torch.ones(len(index), dtype=torch.bool, device=device)
+        self.all_trained = True
 
     @torch.no_grad()
     def set_training_rows(self, trained, id_dropout):
@@ -101,6 +113,7 @@ class AttributeEmbedding(nn.Module):
         each row's probability of dropping its id's part."""
         device = self.feature_index.device
         self.trained = torch.as_tensor(trained, dtype=torch.bool, device=device)
+        self.all_trained = bool(np.all(np.asarray(trained)[:-1]))
         self.id_dropout = torch.as_tensor(
             id_dropout, dtype=self.feature_weight.dtype, device=device
         )

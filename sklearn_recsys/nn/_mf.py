@@ -223,10 +223,10 @@ class BiasedMF(LinearItemScorer):
             return pos, neg, penalty, pos_items, pos_values, sample, shared_hits
         if targets is not None:
             q_aug, offset = self.item_linear_terms()
+            if self.training and self.item_attributes is not None:
+                offset = self.item_attributes.mask_untrained(offset)
             scores = torch.addmm(offset[None, :], u, q_aug.T)
             penalty = (u * u).sum(-1) + (q_aug[:, :-1] ** 2).sum(-1).mean()
-            if self.training:
-                scores = self._mask_untrained(scores)
             return scores, targets, penalty
         q_aug, offset = self.item_linear_terms(items)
         pos = (u * q_aug).sum(-1) + offset
@@ -241,17 +241,6 @@ class BiasedMF(LinearItemScorer):
                 (qn_aug[..., :-1] ** 2).sum(-1) + offset_n.sub(self.global_bias).pow(2)
             ).mean(dim=1)
         return pos, neg, penalty
-
-    def _mask_untrained(self, scores):
-        """Training scores with the items without interactions masked out.
-
-        They are unknown, not negatives (as for the sampled negatives of the
-        other losses); only items with attributes can lack interactions.
-        """
-        if self.item_attributes is None:
-            return scores
-        untrained = ~self.item_attributes.trained[:-1]
-        return scores.masked_fill(untrained, torch.finfo(scores.dtype).min)
 
     def user_embeddings(self):
         if self.user_attributes is None:

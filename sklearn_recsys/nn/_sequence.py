@@ -49,7 +49,7 @@ class _SequenceEncoder(Scorer):
     """Item embeddings, output layer and the scoring protocol."""
 
     def __init__(self, n_items, embedding_dim, max_len, dropout, tie_weights, init_std,
-                 n_item_features=0, item_feature_width=1):
+                 n_item_features=0, item_feature_width=1, standalone_attributes=False):
         super().__init__()
         self.n_items = n_items
         self.embedding_dim = embedding_dim
@@ -64,7 +64,8 @@ class _SequenceEncoder(Scorer):
         self.item_attributes = None
         if n_item_features:
             self.item_attributes = AttributeEmbedding(
-                n_items, n_item_features, item_feature_width, embedding_dim + 1
+                n_items, n_item_features, item_feature_width, embedding_dim + 1,
+                standalone_attributes,
             )
 
     def reset_parameters(self, generator=None):
@@ -98,14 +99,20 @@ class _SequenceEncoder(Scorer):
         return self.sequence_states(seqs)[:, -1]
 
     def embed_items(self, seqs):
-        """Input embeddings ``(B, L, embedding_dim)`` of the (shifted) items."""
-        x = self.item_embedding(seqs)
+        """Input embeddings ``(B, L, embedding_dim)`` of the (shifted) items.
+
+        With attributes, the whole input table (ids plus attributes) is
+        computed once per call, then indexed: cheaper than the attributes of
+        every position.
+        """
         if self.item_attributes is None:
-            return x
-        rows = torch.where(seqs > 0, seqs - 1, self.n_items)  # padding: no feature
+            return self.item_embedding(seqs)
+        own = self.item_embedding.weight[1:]
         if self.training:
-            x = drop_rows(x, self.item_attributes.id_dropout[rows])
-        return x + self.item_attributes(rows)[..., :-1]
+            own = drop_rows(own, self.item_attributes.id_dropout[:-1])
+        table = own + self.item_attributes()[:, :-1]
+        table = torch.cat([self.item_embedding.weight[:1], table])  # padding row
+        return take(table, seqs)
 
     def _output_terms(self):
         """Output item embeddings ``(n_items, d)`` and biases ``(n_items,)``."""
@@ -141,12 +148,9 @@ class _SequenceEncoder(Scorer):
         labels = targets[mask] - 1
         weight, bias = self._output_terms()
         if neg_items is None and shared_items is None:
-            scores = torch.addmm(bias[None, :], h, weight.T)
             if self.item_attributes is not None:
-                # items without interactions are unknown, not negatives
-                untrained = ~self.item_attributes.trained[:-1]
-                scores = scores.masked_fill(untrained, torch.finfo(scores.dtype).min)
-            return scores, labels
+                bias = self.item_attributes.mask_untrained(bias)
+            return torch.addmm(bias[None, :], h, weight.T), labels
         pos = (h * take(weight, labels)).sum(-1) + take(bias, labels)
         if shared_items is not None:  # one sample shared by the batch (sampled softmax)
             sample = shared_items[0]
@@ -185,14 +189,18 @@ class LSTMEncoder(_SequenceEncoder):
         their attributes alone.
     item_feature_width : int, default=1
         Features per item.
+    standalone_attributes : bool, default=False
+        Hold a standalone map of the item attributes, which scores the items
+        without their own vector (set by the estimator after training).
     """
 
     def __init__(
         self, n_items, embedding_dim=64, max_len=50, n_layers=2, dropout=0.2,
         tie_weights=True, init_std=0.2, n_item_features=0, item_feature_width=1,
+        standalone_attributes=False,
     ):
         super().__init__(n_items, embedding_dim, max_len, dropout, tie_weights, init_std,
-                         n_item_features, item_feature_width)
+                         n_item_features, item_feature_width, standalone_attributes)
         # One LSTM per layer, with this package's dropout between them (the
         # dropout of a multi-layer nn.LSTM draws from the global generator).
         self.lstm = nn.ModuleList(
@@ -286,18 +294,22 @@ class SelfAttentionEncoder(_SequenceEncoder):
         their attributes alone.
     item_feature_width : int, default=1
         Features per item.
+    standalone_attributes : bool, default=False
+        Hold a standalone map of the item attributes, which scores the items
+        without their own vector (set by the estimator after training).
     """
 
     def __init__(
         self, n_items, embedding_dim=64, max_len=50, n_blocks=2, n_heads=1, dropout=0.2,
         tie_weights=True, init_std=0.05, n_item_features=0, item_feature_width=1,
+        standalone_attributes=False,
     ):
         if embedding_dim % n_heads:
             raise ValueError(
                 f"embedding_dim={embedding_dim} must be divisible by n_heads={n_heads}."
             )
         super().__init__(n_items, embedding_dim, max_len, dropout, tie_weights, init_std,
-                         n_item_features, item_feature_width)
+                         n_item_features, item_feature_width, standalone_attributes)
         self.position_embedding = nn.Embedding(max_len, embedding_dim)
         self.blocks = nn.ModuleList(
             _AttentionBlock(embedding_dim, n_heads, dropout) for _ in range(n_blocks)
