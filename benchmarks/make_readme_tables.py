@@ -14,6 +14,7 @@ Usage (from the repository root)::
 """
 
 import argparse
+import ast
 import json
 import sys
 
@@ -346,6 +347,110 @@ def peers():
     return "\n".join(out)
 
 
+_VARIANT_NAMES = {"100k": "ML-100K", "latest-small": "latest-small"}
+
+
+def _bench_constant(script, name):
+    """The value of the module-level ``name = <literal>`` or ``name =
+    dict(key=<literal>, ...)`` of ``script`` (read, not imported), or None
+    where there is none."""
+    try:
+        tree = ast.parse((BENCH_DIR / script).read_text())
+    except (OSError, SyntaxError):
+        return None
+    for node in tree.body:
+        if (isinstance(node, ast.Assign) and len(node.targets) == 1
+                and getattr(node.targets[0], "id", None) == name):
+            value = node.value
+            try:
+                if (isinstance(value, ast.Call) and getattr(value.func, "id", None) == "dict"
+                        and not value.args):
+                    return {k.arg: ast.literal_eval(k.value) for k in value.keywords}
+                return ast.literal_eval(value)
+            except ValueError:
+                return None
+    return None
+
+
+def attributes():
+    d = _load("attributes")
+    d["_name"] = "attributes"
+    env = d.get("environment", {})
+    warp = _bench_constant("bench_attributes.py", "WARP") or {}
+    lightfm = ", ".join(x for x in (
+        f"{warp['no_components']} components" if "no_components" in warp else "",
+        f"{warp['epochs']} epochs" if "epochs" in warp else "") if x)
+    n_seeds = max((r.get("seeds", 1) for rows in (d.get("warm") or {}).values()
+                   for r in rows), default=1)
+    out = ["### User and item attributes (`bench_attributes.py`)", "",
+           f"Machine: {env.get('cpu_model', '')} ({env.get('cpus_usable', '')} CPUs), "
+           f"torch {env.get('torch', '')}, {env.get('torch_threads', '')} torch thread(s). "
+           "Every rating is a positive; every model is scored by the same code, NDCG@10 "
+           "(`sklearn_recsys.metrics.ndcg_at_k`) of its top-10 lists. Attributes: ML-100K "
+           "users' age (numeric), gender, occupation and first digit of the zip code; "
+           "items' genre indicators and release year (numeric, a missing year filled with "
+           "the median year). Cold-start users (ML-100K): 20% of the users (seeded) held "
+           "out entirely; the models train on the other users' interactions, with every "
+           "user's attributes, and each held-out user's items are ranked among all items. "
+           "Cold-start items: 20% of the items held out entirely; the models train on the "
+           "other items' interactions, with every item's attributes, and for each user the "
+           "held-out items they rated are ranked among the held-out items only. Warm: "
+           "`UserHoldout(test_size=0.2, random_state=0)` as in `bench_peers.py`; "
+           f"`MatrixFactorization(loss=\"softmax\")` as mean ± std over "
+           f"{f'seeds 0-{n_seeds - 1}' if n_seeds > 1 else 'seed 0'}, the attention model "
+           "with seed 0. `id_dropout` was chosen on "
+           "validation splits of the training data (`results/attributes_validation.json`), "
+           "never on the test splits. LightFM: WARP"
+           + (f" ({lightfm})" if lightfm else "")
+           + ", one thread, given the feature matrix our encoder builds as "
+           "`user_features`/`item_features`, with and without its per-id identity "
+           "features. Command: `OMP_NUM_THREADS=1 python benchmarks/bench_attributes.py`.",
+           "", "Cold-start users, ML-100K:", ""]
+    missing = "Not in this result file (`--section {}` was not run)."
+    if d.get("cold_users"):
+        rows = [dict(model=r["model"], ndcg=_f(r.get("ndcg")),
+                     fit=_f(r.get("fit_s"), ".1f")) for r in d["cold_users"]]
+        out.append(markdown_table(rows, [("model", "model"), ("ndcg", "NDCG@10"),
+                                         ("fit", "fit wall (s)")]))
+    else:
+        out.append(missing.format("cold-users"))
+    variants = list(d.get("cold_items") or {})
+    names = {v: _VARIANT_NAMES.get(v, v) for v in variants}
+    by_model = {}
+    for v in variants:
+        for r in d["cold_items"][v]:
+            row = by_model.setdefault(r["model"], {"model": r["model"]})
+            row[f"ndcg_{v}"] = _f(r.get("ndcg"))
+            row[f"fit_{v}"] = _f(r.get("fit_s"), ".1f")
+    columns = [("model", "model")]
+    for v in variants:
+        columns += [(f"ndcg_{v}", f"NDCG@10 {names[v]}"), (f"fit_{v}", f"fit (s) {names[v]}")]
+    datasets = " and ".join(names.values()) or "ML-100K and latest-small"
+    out += ["", f"Cold-start items, {datasets}:", "",
+            markdown_table(list(by_model.values()), columns) if by_model
+            else missing.format("cold-items")]
+    rows = []
+    for v, rs in (d.get("warm") or {}).items():
+        for r in rs:
+            several = r.get("seeds", 1) > 1 and r.get("ndcg_std") is not None
+            rows.append(dict(
+                data=_VARIANT_NAMES.get(v, v), model=r["model"],
+                attributes=r.get("attributes", ""), seeds=r.get("seeds", ""),
+                ndcg=(f"{r['ndcg']:.4f} ± {r['ndcg_std']:.4f}" if several
+                      else _f(r.get("ndcg"))),
+                per_seed=", ".join(f"{x:.4f}" for x in r.get("ndcg_per_seed") or []),
+                fit=_f(r.get("fit_s"), ".1f")))
+    out += ["", "Warm, with and without attributes:", "",
+            markdown_table(rows, [("data", "data"), ("model", "model"),
+                                  ("attributes", "attributes"), ("seeds", "seeds"),
+                                  ("ndcg", "NDCG@10 (mean ± std over seeds)"),
+                                  ("per_seed", "NDCG@10 per seed"),
+                                  ("fit", "fit wall (s, mean per seed)")]) if rows
+            else missing.format("warm"),
+            "", _stamp(d)]
+    return "\n".join(out)
+
+
 def _margins(rows, key, label, *, lower_is_better):
     ours = [r for r in rows if r["model"].startswith("sklearn_recsys") and key in r]
     peers = [r for r in rows if not r["model"].startswith("sklearn_recsys") and key in r]
@@ -468,8 +573,8 @@ def gpu():
 
 
 SECTIONS = [
-    hardware, mf, baselines, sequential, cnn, peers, overhead, scaling, deploy, export, serve,
-    privacy, gpu,
+    hardware, mf, baselines, sequential, cnn, peers, attributes, overhead, scaling, deploy,
+    export, serve, privacy, gpu,
 ]
 
 
@@ -531,7 +636,7 @@ def _peer_headline_rows(result, label="", popularity=None):
 def headline():
     """The results block of the top-level README, from the same JSON files."""
     p, seq, cnn_ = _load("peers"), _load("sequential"), _load("cnn")
-    ov, base = _load("overhead"), _load("baselines")
+    ov, base, attr = _load("overhead"), _load("baselines"), _load("attributes")
     by_dataset = _peer_datasets(p)
     s = {r["model"]: r["ndcg@10"] for r in seq["results"]}
     pop = {r["model"]: r["ndcg@10"] for r in base["movielens"]["results"]}
@@ -548,8 +653,9 @@ def headline():
              ours=f"CNN {digits['CNNRecommender']:.2f} (digits images), "
              f"{text['CNNRecommender (text)']:.3f} (ML-100K text)",
              peers=f"random {_pick_key(digits, 'random'):.2f} / "
-             f"{_pick_key(text, 'random'):.3f}; MF cannot rank them"),
+             f"{_pick_key(text, 'random'):.3f}"),
     ]
+    rows += _attribute_headline_rows(attr)
     worst = max(r["ratio_cpu"] for r in ov["results"])
     try:
         g = _load("gpu")
@@ -575,6 +681,51 @@ def headline():
         f"Training through skorch costs at most {worst:.2f}x a plain PyTorch loop over "
         f"the same module (CPU time, every model). {gpu_line}",
     ])
+
+
+def _best(rows, prefix):
+    """The row with the highest NDCG of those whose model starts with ``prefix``."""
+    rows = [r for r in rows if r["model"].startswith(prefix) and r.get("ndcg") is not None]
+    if not rows:
+        raise KeyError(f"no {prefix!r} row with an NDCG in attributes.json")
+    return max(rows, key=lambda r: r["ndcg"])
+
+
+def _short(model):
+    """``"name, setting"`` as ``"name (setting)"``, for a cell that lists values."""
+    name, _, setting = model.partition(", ")
+    return f"{name} ({setting})" if setting else name
+
+
+def _per_dataset(picked):
+    """``"name v1 / v2"`` of one row per data set (``"name1 v1 / name2 v2"`` where
+    the rows are of different models)."""
+    names = [_short(r["model"]) for r in picked]
+    if len(set(names)) == 1:
+        return f"{names[0]} " + " / ".join(f"{r['ndcg']:.3f}" for r in picked)
+    return " / ".join(f"{n} {r['ndcg']:.3f}" for n, r in zip(names, picked))
+
+
+def _attribute_headline_rows(d):
+    """The cold-start rows of the top-level README from ``attributes.json``."""
+    users = d["cold_users"]
+    items = d["cold_items"]
+    variants = [v for v in ("100k", "latest-small") if v in items]
+    best = {prefix: [_best(items[v], prefix) for v in variants]
+            for prefix in ("MF", "LightFM", "Random")}
+    random_ = " / ".join(f"{r['ndcg']:.3f}" for r in best["Random"])
+    lightfm = _best(users, "LightFM")
+    return [
+        dict(task="cold-start users (attributes), NDCG@10",
+             ours=f"MF softmax + user attributes "
+             f"{_pick(users, 'MF softmax + user attributes', 'ndcg'):.3f}",
+             peers=_joined([("Popularity", _pick(users, "Popularity", "ndcg")),
+                            (lightfm["model"], lightfm["ndcg"])])),
+        dict(task="cold-start items (attributes), NDCG@10, "
+             + " / ".join(_VARIANT_NAMES.get(v, v) for v in variants),
+             ours=_per_dataset(best["MF"]),
+             peers=f"{_per_dataset(best['LightFM'])}; random {random_}"),
+    ]
 
 
 def _pick_key(scores, prefix):

@@ -25,7 +25,7 @@ from _harness import BENCH_DIR, DEFAULT_DATA_HOME
 
 SCRIPTS = [
     "mf", "baselines", "sequential", "cnn", "peers", "overhead", "scaling", "deploy", "export",
-    "serve", "catalogue", "large_catalogue", "privacy",
+    "serve", "catalogue", "large_catalogue", "privacy", "attributes",
 ]
 
 
@@ -39,6 +39,7 @@ def command(name, args):
         cmd += data + threads + (["--quick"] if args.quick else ["--tune"])
     elif name in (
         "peers", "deploy", "export", "serve", "catalogue", "large_catalogue", "privacy",
+        "attributes",
     ):
         cmd += data + threads + (["--quick"] if args.quick else [])
     elif name in ("overhead", "scaling"):

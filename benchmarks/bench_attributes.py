@@ -1,0 +1,381 @@
+"""User and item attributes: warm accuracy, cold-start users, cold-start items.
+
+Side by side on the same splits and the same metric code
+(:func:`sklearn_recsys.metrics.ndcg_at_k` on the top-10 lists of every
+model): ``MatrixFactorization(loss="softmax")`` with and without
+:class:`~sklearn_recsys.Attributes`, ``Popularity``, random scores, and
+LightFM WARP with the same features (the feature matrix our encoder builds,
+given to LightFM as ``user_features``/``item_features``, with and without
+LightFM's per-id identity features). Every rating is a positive.
+
+Attributes: ML-100K users ``u.user`` (age numeric, gender, occupation, first
+digit of the zip code, categorical); items (ML-100K ``u.item``, ML
+latest-small ``movies.csv``) the genre indicator columns (binary) and the
+release year (numeric, a missing year filled with the median year).
+
+Sections (``--section``, default all):
+
+* ``cold-users`` (ML-100K): 20% of the users (seeded) held out entirely; the
+  models train on the others' interactions, with every user's attributes;
+  each held-out user's items are ranked among all items (none seen).
+* ``cold-items`` (ML-100K and latest-small): 20% of the items held out
+  entirely; the models train on the other items' interactions, with every
+  item's attributes; for each user, the held-out items they rated are ranked
+  among the held-out items only.
+* ``warm`` (ML-100K and latest-small): ``UserHoldout(test_size=0.2,
+  random_state=0)`` as ``bench_peers.py``; MF with and without attributes
+  (mean and standard deviation over seeds 0-2: the difference is of the
+  order of the seed-to-seed spread), the attention model with and without
+  item attributes (seed 0).
+* ``validation``: the choice of ``id_dropout``: the cold-user protocol on a
+  validation split of the ML-100K training users, the cold-item protocol on
+  a validation split of the training items of both data sets, and the warm
+  protocol on an inner holdout of both training sets -- the test splits
+  above are never used to choose.
+
+Usage (from the repository root; one thread)::
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_attributes.py
+    OMP_NUM_THREADS=1 python benchmarks/bench_attributes.py --section validation
+    OMP_NUM_THREADS=1 python benchmarks/bench_attributes.py --quick  # ML-100K, 1 seed, no attention
+
+Results: markdown tables on stdout and ``benchmarks/results/attributes.json``.
+"""
+
+import argparse
+import sys
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+
+from _harness import (
+    Timer,
+    add_common_arguments,
+    describe_environment,
+    format_environment,
+    load_movielens,
+    print_table,
+    set_threads,
+    write_json,
+)
+from sklearn_recsys import AttentionRecommender, Attributes, MatrixFactorization, Popularity
+from sklearn_recsys._attributes import AttributeEncoder
+from sklearn_recsys.metrics import ndcg_at_k
+from sklearn_recsys.model_selection import UserHoldout
+
+K = 10
+WARP = dict(no_components=64, loss="warp", epochs=30)
+# Settings compared on the validation splits (the package defaults are the
+# first of each list; id_dropout=1 is the pure attribute model, whose
+# alpha="auto" is the chosen one of ALPHAS_ATTRIBUTES).
+ID_DROPOUTS = [0.0, 0.25, 0.5]
+ALPHAS_ATTRIBUTES = [0.01, 0.03, 0.1]
+COLD_ITEM_MODELS = [
+    ("MF softmax + item attributes", {}),
+    ("MF softmax + item attributes, id_dropout=1", {"id_dropout": 1.0}),
+]
+
+
+# -- data ----------------------------------------------------------------------------
+
+
+def user_attributes(bunch):
+    if bunch.user_info is None:
+        return None
+    users = bunch.user_info.copy()
+    users["zip"] = users["zip"].astype(str).str[:1]
+    return Attributes(users)
+
+
+def item_attributes(bunch):
+    items = bunch.item_info.drop(columns=["title"]).copy()
+    items["year"] = items["year"].fillna(items["year"].median())
+    return Attributes(items)
+
+
+def hold_out(ids, fraction, seed):
+    rng = np.random.RandomState(seed)
+    ids = np.asarray(ids)
+    held = rng.choice(ids, int(round(fraction * len(ids))), replace=False)
+    return np.setdiff1d(ids, held), held
+
+
+# -- the one metric --------------------------------------------------------------------
+
+
+def ndcg_of_lists(top_ids, test, users, items):
+    """NDCG@10 of top-10 lists ``top_ids`` (raw ids, one row per user of ``users``).
+
+    ``items`` is the candidate item space; ``test`` the relevant (user, item)
+    rows. The lists become score matrices (10 for the first item, 9...).
+    """
+    item_index = pd.Index(items)
+    user_index = pd.Index(users)
+    n_users, n_items = len(users), len(items)
+    scores = np.full((n_users, n_items), -np.inf, dtype=np.float32)
+    cols = item_index.get_indexer(top_ids.ravel()).reshape(top_ids.shape)
+    rows = np.repeat(np.arange(n_users), top_ids.shape[1])
+    ok = cols.ravel() >= 0
+    scores[rows[ok], cols.ravel()[ok]] = np.tile(
+        np.arange(top_ids.shape[1], 0, -1), n_users
+    )[ok]
+    relevance = np.zeros((n_users, n_items), dtype=np.float32)
+    relevance[user_index.get_indexer(test["user"]), item_index.get_indexer(test["item"])] = 1
+    return float(ndcg_at_k(relevance, torch.as_tensor(scores), k=K))
+
+
+# -- LightFM with the same features ----------------------------------------------------
+
+
+def feature_matrix(attributes, ids):
+    """Our encoder's features as a CSR (rows = ``ids``), for LightFM."""
+    encoder = AttributeEncoder(attributes)
+    index, weight = encoder.encode(attributes, encoder.width)
+    pos = pd.Index(attributes.ids).get_indexer(ids)
+    rows = np.repeat(np.arange(len(ids)), encoder.width)
+    idx, w = index[pos].ravel(), weight[pos].ravel()
+    keep = idx < encoder.n_features
+    return sp.csr_matrix((w[keep], (rows[keep], idx[keep])),
+                         shape=(len(ids), encoder.n_features), dtype=np.float32)
+
+
+def lightfm_topk(train, users, items, user_features=None, item_features=None,
+                 identity=True, candidates=None, exclude_seen=False, seed=0):
+    """LightFM WARP fitted on ``train`` (indices over ``users``/``items``)."""
+    from lightfm import LightFM
+
+    u_index, i_index = pd.Index(users), pd.Index(items)
+    interactions = sp.coo_matrix(
+        (np.ones(len(train), dtype=np.float32),
+         (u_index.get_indexer(train["user"]), i_index.get_indexer(train["item"]))),
+        shape=(len(users), len(items)),
+    )
+
+    def with_identity(features, n):
+        if features is None:
+            return None
+        return sp.hstack([sp.identity(n, format="csr"), features]).tocsr() if identity else features
+
+    uf = with_identity(user_features, len(users))
+    itf = with_identity(item_features, len(items))
+    model = LightFM(no_components=WARP["no_components"], loss=WARP["loss"], random_state=seed)
+    with Timer() as t:
+        model.fit(interactions, user_features=uf, item_features=itf, epochs=WARP["epochs"],
+                  num_threads=1)
+    cand = np.arange(len(items)) if candidates is None else i_index.get_indexer(candidates)
+    seen = interactions.tocsr()
+    out = np.empty((0, K), dtype=object)
+    tops = []
+    for u in range(len(users)):
+        s = model.predict(u, cand.astype(np.int32), user_features=uf, item_features=itf,
+                          num_threads=1)
+        if exclude_seen:
+            s[np.isin(cand, seen[u].indices)] = -np.inf
+        tops.append(np.asarray(items)[cand[np.argsort(-s, kind="stable")[:K]]])
+    out = np.array(tops)
+    return out, t
+
+
+def fit_ours(est, train, name):
+    with Timer() as t:
+        est.fit(train[["user", "item"]])
+    return est, t
+
+
+# -- sections -------------------------------------------------------------------------
+
+
+def cold_users(bunch, dropouts=(None,), seed=0, validation=False, lightfm=True):
+    """Rows of the cold-user protocol (users held out entirely)."""
+    X = bunch.interactions[["user", "item"]]
+    users = np.unique(X["user"])
+    train_users, test_users = hold_out(users, 0.2, seed)
+    if validation:  # a split of the training users only
+        train_users, test_users = hold_out(train_users, 0.2, seed + 1)
+        users = np.union1d(train_users, test_users)
+    train = X[X["user"].isin(train_users)]
+    test = X[X["user"].isin(test_users)]
+    items = np.unique(X["item"])
+    ua = Attributes(bunch.user_info.loc[users].assign(
+        zip=bunch.user_info.loc[users, "zip"].astype(str).str[:1]))
+    rows = []
+    if not validation:
+        pop = Popularity().fit(train)
+        rows.append(dict(model="Popularity",
+                         ndcg=ndcg_of_lists(pop.recommend(test_users, K)[0], test,
+                                            test_users, items)))
+    for p in dropouts:
+        params = {} if p is None else {"id_dropout": p}
+        mf, t = fit_ours(MatrixFactorization(loss="softmax", user_attributes=ua,
+                                             random_state=seed, **params), train, "mf")
+        rows.append(dict(model="MF softmax + user attributes", id_dropout=mf.id_dropout,
+                         ndcg=ndcg_of_lists(mf.recommend(test_users, K)[0], test,
+                                            test_users, items), fit_s=t.elapsed))
+        print(rows[-1], flush=True)
+    if lightfm and not validation:
+        feats = feature_matrix(ua, users)
+        for identity in (True, False):
+            top, t = lightfm_topk(train, users, items, user_features=feats, identity=identity)
+            pos = pd.Index(users).get_indexer(test_users)
+            rows.append(dict(
+                model=f"LightFM WARP + user features{' + identity' if identity else ''}",
+                ndcg=ndcg_of_lists(top[pos], test, test_users, items), fit_s=t.elapsed))
+            print(rows[-1], flush=True)
+    return rows
+
+
+def cold_items(bunch, configs=COLD_ITEM_MODELS, seed=0, validation=False, lightfm=True):
+    """Rows of the cold-item protocol (items held out entirely)."""
+    X = bunch.interactions[["user", "item"]]
+    items = np.unique(X["item"])
+    train_items, test_items = hold_out(items, 0.2, seed)
+    if validation:
+        train_items, test_items = hold_out(train_items, 0.2, seed + 1)
+        items = np.union1d(train_items, test_items)
+        X = X[X["item"].isin(items)]
+    train = X[X["item"].isin(train_items)]
+    test = X[X["item"].isin(test_items)]
+    test_users = np.unique(test["user"])
+    users = np.unique(X["user"])
+    info = bunch.item_info.drop(columns=["title"]).loc[items].copy()
+    info["year"] = info["year"].fillna(bunch.item_info["year"].median())
+    ia = Attributes(info)
+    rows = []
+    if not validation:
+        rng = np.random.RandomState(seed)
+        random_top = np.array([rng.permutation(test_items)[:K] for _ in test_users])
+        rows.append(dict(model="Random", ndcg=ndcg_of_lists(random_top, test, test_users,
+                                                           test_items)))
+    for name, params in configs:
+        mf, t = fit_ours(MatrixFactorization(loss="softmax", item_attributes=ia,
+                                             random_state=seed, **params), train, "mf")
+        top = mf.recommend(test_users, K, items=test_items)[0]
+        rows.append(dict(model=name, settings=str(params),
+                         ndcg=ndcg_of_lists(top, test, test_users, test_items),
+                         fit_s=t.elapsed))
+        print(rows[-1], flush=True)
+    if lightfm and not validation:
+        feats = feature_matrix(ia, items)
+        for identity in (True, False):
+            top, t = lightfm_topk(train, users, items, item_features=feats,
+                                  identity=identity, candidates=test_items)
+            pos = pd.Index(users).get_indexer(test_users)
+            rows.append(dict(
+                model=f"LightFM WARP + item features{' + identity' if identity else ''}",
+                ndcg=ndcg_of_lists(top[pos], test, test_users, test_items), fit_s=t.elapsed))
+            print(rows[-1], flush=True)
+    return rows
+
+
+def warm(bunch, variant, dropouts=(None,), seeds=(0, 1, 2), validation=False,
+         attention=True):
+    """MF (mean over ``seeds``) and attention (first seed) with and without attributes."""
+    X = bunch.interactions[["user", "item"]]
+    a, b = next(UserHoldout(test_size=0.2, random_state=0).split(X))
+    train, test = X.iloc[a], X.iloc[b]
+    if validation:
+        a, b = next(UserHoldout(test_size=0.2, random_state=1).split(train))
+        train, test = train.iloc[a], train.iloc[b]
+    users = np.unique(test["user"])
+    items = np.unique(X["item"])
+    ia = item_attributes(bunch)
+    ua = user_attributes(bunch)
+    rows = []
+    configs = [("MF softmax", {})]
+    for p in dropouts:
+        extra = {} if p is None else {"id_dropout": p}
+        configs.append(("MF softmax + attributes",
+                        dict(user_attributes=ua, item_attributes=ia, **extra)))
+    for name, params in configs:
+        scores, times = [], []
+        for seed in seeds:
+            mf, t = fit_ours(MatrixFactorization(loss="softmax", random_state=seed, **params),
+                             train, name)
+            scores.append(ndcg_of_lists(mf.recommend(users, K)[0], test, users, items))
+            times.append(t.elapsed)
+        rows.append(dict(model=name, attributes=_describe(params), seeds=len(seeds),
+                         ndcg=float(np.mean(scores)), ndcg_std=float(np.std(scores)),
+                         ndcg_per_seed=[round(v, 4) for v in scores],
+                         fit_s=float(np.mean(times))))
+        print(rows[-1], flush=True)
+    if attention:
+        Xt = bunch.interactions[["user", "item", "timestamp"]]
+        tr = Xt.loc[train.index]
+        for name, params in (("Attention", {}),
+                             ("Attention + item attributes", {"item_attributes": ia})):
+            est = AttentionRecommender(time_col="timestamp", random_state=seeds[0], **params)
+            with Timer() as t:
+                est.fit(tr)
+            rows.append(dict(model=name, attributes=_describe(params), seeds=1,
+                             ndcg=ndcg_of_lists(est.recommend(users, K)[0], test, users,
+                                                items), fit_s=t.elapsed))
+            print(rows[-1], flush=True)
+    return rows
+
+
+def _describe(params):
+    sides = [k.split("_")[0] for k in ("user_attributes", "item_attributes")
+             if params.get(k) is not None]
+    extra = {k: v for k, v in params.items() if not k.endswith("_attributes")}
+    return " + ".join(sides) + (f" {extra}" if extra else "") if sides else "none"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--section", choices=["all", "cold-users", "cold-items", "warm",
+                                              "validation"], default="all")
+    add_common_arguments(parser)
+    args = parser.parse_args(argv)
+    set_threads(args.threads)
+    env = describe_environment()
+    print(format_environment(env), flush=True)
+    variants = ("100k",) if args.quick else ("100k", "latest-small")
+    data = {v: load_movielens(v, args.data_home) for v in variants}
+    seeds = (0,) if args.quick else (0, 1, 2)
+    if data["100k"] is None:
+        return 0
+    out = {"environment": env}
+    if args.section == "validation":
+        rows = []
+        for r in cold_users(data["100k"], ID_DROPOUTS, validation=True):
+            rows.append(dict(protocol="cold users", dataset="100k", **r))
+        configs = [("MF softmax + item attributes", {"id_dropout": p}) for p in ID_DROPOUTS]
+        configs += [("MF softmax + item attributes", {"id_dropout": 1.0, "alpha": a})
+                    for a in ALPHAS_ATTRIBUTES]
+        for variant, bunch in data.items():
+            if bunch is None:
+                continue
+            for r in cold_items(bunch, configs, validation=True):
+                rows.append(dict(protocol="cold items", dataset=variant, **r))
+            for r in warm(bunch, variant, ID_DROPOUTS, seeds=(0,), validation=True,
+                          attention=False):
+                rows.append(dict(protocol="warm", dataset=variant, **r))
+        print_table("Validation: id_dropout", rows)
+        write_json("attributes_validation", {"environment": env, "rows": rows},
+                   path=args.output)
+        return 0
+    if args.section in ("all", "cold-users"):
+        out["cold_users"] = cold_users(data["100k"])
+        print_table("Cold-start users, ML-100K (NDCG@10)", out["cold_users"])
+    if args.section in ("all", "cold-items"):
+        out["cold_items"] = {}
+        for variant, bunch in data.items():
+            if bunch is not None:
+                out["cold_items"][variant] = cold_items(bunch)
+                print_table(f"Cold-start items, {variant} (NDCG@10)",
+                            out["cold_items"][variant])
+    if args.section in ("all", "warm"):
+        out["warm"] = {}
+        for variant, bunch in data.items():
+            if bunch is not None:
+                out["warm"][variant] = warm(bunch, variant, seeds=seeds,
+                                            attention=not args.quick)
+                print_table(f"Warm, {variant} (NDCG@10)", out["warm"][variant])
+    write_json("attributes", out, path=args.output)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
