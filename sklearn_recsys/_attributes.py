@@ -126,10 +126,11 @@ def _check_column(name, kind, column):
 class Attributes:
     """User or item attributes, one row per raw id.
 
-    Pass it as the ``user_attributes`` or ``item_attributes`` parameter of a
-    recommender (:class:`MatrixFactorization`, :class:`AttentionRecommender`),
-    to :meth:`MatrixFactorization.register_items` /
-    :meth:`~MatrixFactorization.register_users` after fit, or as the
+    Pass it as the ``user_attributes`` or ``item_attributes`` parameter of
+    :class:`MatrixFactorization` or :class:`CNNRecommender`, or as the
+    ``item_attributes`` of :class:`AttentionRecommender` and
+    :class:`LSTMRecommender`; to :meth:`MatrixFactorization.register_items`
+    / :meth:`~MatrixFactorization.register_users` after fit; or as the
     ``users`` of :meth:`~MatrixFactorization.recommend` to recommend to new
     users from their attributes alone.
 

@@ -11,6 +11,7 @@ be ranked from their content alone.
 import numbers
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 import torch
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -256,6 +257,9 @@ class MatrixFactorization(PairRecommender):
         self.random_state = random_state
         self._store_net_params(kwargs)
 
+    def _attribute_id_dropout(self):
+        return float(self.id_dropout)
+
     def _has_attributes(self):
         return self.user_attributes is not None or self.item_attributes is not None
 
@@ -340,27 +344,6 @@ class MatrixFactorization(PairRecommender):
 
     # -- attributes after fit ----------------------------------------------------
 
-    def _encoder(self, side, doing):
-        encoder = getattr(self, f"_{side}_encoder", None)
-        if encoder is None:
-            raise ValueError(
-                f"{doing} needs {side} attributes, but this {type(self).__name__} was "
-                f"fitted without {side}_attributes; refit with "
-                f"{side}_attributes=Attributes(...)."
-            )
-        return encoder
-
-    def _attribute_user_reprs(self, attributes):
-        encoder = self._encoder("user", "recommend(Attributes(...))")
-        index, weight = encoder.encode(attributes, encoder.width)
-        module, device = self._module(), self._device()
-        with module.scoring():
-            table = module.user_attributes
-            return table.embed(
-                torch.as_tensor(index, device=device), torch.as_tensor(weight, device=device),
-                standalone=table.standalone_weight is not None,
-            )
-
     def register_users(self, user_attributes):
         """Add users (or replace their attributes) after fit, without retraining.
 
@@ -441,21 +424,6 @@ class MatrixFactorization(PairRecommender):
         setattr(self, f"_{side}_index", extended)
         self._seen = seen
         return self
-
-    @torch.no_grad()
-    def _after_training(self, module, fit):
-        """Zero the rows of ids without interactions; fit the attributes' maps."""
-        super()._after_training(module, fit)
-        module.eval()
-        if getattr(module, "user_attributes", None) is not None:
-            self._fit_standalone(module.user_attributes, module.user_representation)
-        if getattr(module, "item_attributes", None) is not None:
-
-            def item_vectors(rows):
-                q, b = module._item_side(rows)
-                return torch.cat([q, b[:, None]], dim=1)
-
-            self._fit_standalone(module.item_attributes, item_vectors)
 
     def _user_features(self, reprs):
         if self.architecture == "neumf":
@@ -570,6 +538,15 @@ class CNNRecommender(PairRecommender):
         Adam's learning rate.
     init_std : float, default=0.1
         Standard deviation of the embeddings' normal initialisation.
+    user_attributes, item_attributes : Attributes, default=None
+        Attributes of the users (items), keyed by raw id (see
+        :class:`Attributes`): the weighted sum of the embeddings of an id's
+        attribute features joins its factors (users) or its content and id
+        parts (items). The ids of the tables without interactions join the
+        model; users without interactions are scored from a ridge map of
+        their attributes (as in :class:`MatrixFactorization`), also new users
+        with ``recommend(Attributes(...))``. Items added by
+        :meth:`register_items` have no attributes.
     %(early_stopping_pairs)s
     handle_unknown : {"fallback", "error"}, default="fallback"
         Ids unknown to the model (users not seen at fit; items neither in the
@@ -637,6 +614,8 @@ class CNNRecommender(PairRecommender):
     _parameter_constraints = {
         **PairRecommender._parameter_constraints,
         "item_content": [ItemContent, None],
+        "user_attributes": [Attributes, None],
+        "item_attributes": [Attributes, None],
         "n_components": [Interval(numbers.Integral, 1, None, closed="left")],
         "loss": [StrOptions({"mse", "bce", "bpr"})],
         "conv_channels": [tuple, list],
@@ -656,12 +635,15 @@ class CNNRecommender(PairRecommender):
         conv_channels=(32, 64, 128), kernel_size=3, dense_size=128, embedding_dim=32,
         text_filters=64, text_kernel_sizes=(2, 3, 4), use_item_ids=True, id_dropout=0.0,
         n_negatives=4, alpha=1e-4, max_iter=20, batch_size=1024,
-        learning_rate_init=5e-3, init_std=0.1, early_stopping=False,
+        learning_rate_init=5e-3, init_std=0.1, user_attributes=None, item_attributes=None,
+        early_stopping=False,
         validation_fraction=0.1, n_iter_no_change=5, tol=1e-4, warm_start=False,
         handle_unknown="fallback", user_col="user", item_col="item", device="cpu",
         callbacks=None, verbose=0, random_state=None, **kwargs,
     ):
         self.item_content = item_content
+        self.user_attributes = user_attributes
+        self.item_attributes = item_attributes
         self.n_components = n_components
         self.loss = loss
         self.conv_channels = conv_channels
@@ -717,10 +699,20 @@ class CNNRecommender(PairRecommender):
             )
 
     def _extra_items(self):
-        """Content items join the item space (cold items when not interacted)."""
-        if self.item_content is None:
+        """Content and attribute items join the item space (cold when not interacted)."""
+        sources = [(name, value) for name, value in (
+            ("item_content", self.item_content), ("item_attributes", self.item_attributes)
+        ) if value is not None]
+        if not sources:
             return None
-        return "item_content", self.item_content.item_ids
+        if len(sources) == 1:
+            name, value = sources[0]
+            return name, (value.item_ids if name == "item_content" else value.ids)
+        ids = pd.unique(np.concatenate([
+            np.asarray(self.item_content.item_ids, dtype=object),
+            np.asarray(self.item_attributes.ids, dtype=object),
+        ]))
+        return "item_content or item_attributes", ids
 
     # -- content -----------------------------------------------------------------
 
@@ -769,7 +761,7 @@ class CNNRecommender(PairRecommender):
                     f"{fit.item_index.inverse_transform(lacking[:10]).tolist()}. "
                     "Add their content or set use_item_ids=True."
                 )
-        return HybridCNN(**self._module_kwargs(
+        module = HybridCNN(**self._module_kwargs(
             n_users=fit.n_users, n_items=fit.n_items, n_components=self.n_components,
             content_index=index, images=images, texts=texts,
             conv_channels=tuple(self.conv_channels), kernel_size=self.kernel_size,
@@ -778,7 +770,10 @@ class CNNRecommender(PairRecommender):
             text_kernel_sizes=tuple(self.text_kernel_sizes),
             use_item_ids=self.use_item_ids, id_dropout=self.id_dropout,
             global_bias=self._target_mean(fit), init_std=self.init_std,
+            **self._attribute_sizes(training, standalone=True),
         ))
+        self._fill_attribute_rows(module, fit, training)
+        return module
 
     def _refresh_module(self, module, fit):
         """A warm start reads the content of ``item_content`` afresh."""

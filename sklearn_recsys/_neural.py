@@ -287,6 +287,10 @@ class NeuralRecommender(BaseRecommender):
         attributes = getattr(self, "item_attributes", None)
         return None if attributes is None else ("item_attributes", attributes.ids)
 
+    def _attribute_id_dropout(self):
+        """Probability of training an id with its attributes alone (0: never)."""
+        return 0.0
+
     @staticmethod
     def _attribute_sizes(training, standalone=False):
         """The network's attribute sizes (``n_item_features``...) for the encoders.
@@ -312,7 +316,7 @@ class NeuralRecommender(BaseRecommender):
         (their own vectors would learn nothing, and are zeroed after
         training); the others drop their own vector with ``id_dropout``.
         """
-        p = float(getattr(self, "id_dropout", 0.0))
+        p = self._attribute_id_dropout()
         for side in ("user", "item"):
             table = getattr(module, f"{side}_attributes", None)
             if table is None:
@@ -689,7 +693,8 @@ class PairRecommender(NeuralRecommender):
 
     @torch.no_grad()
     def _after_training(self, module, fit):
-        """Users/items without training data get the fallback (zero) rows."""
+        """Users/items without training data get the fallback (zero) rows;
+        with attributes, the ridge maps that score them are fitted."""
         cold_users = np.setdiff1d(np.arange(fit.n_users), fit.data.users)
         cold_items = np.setdiff1d(np.arange(fit.n_items), fit.data.items)
         for name, emb in module.named_children():
@@ -697,6 +702,40 @@ class PairRecommender(NeuralRecommender):
             if isinstance(emb, torch.nn.Embedding) and name.startswith(("user_", "item_")):
                 if len(cold):
                     emb.weight[torch.as_tensor(cold, device=emb.weight.device)] = 0
+        module.eval()
+        if getattr(module, "user_attributes", None) is not None:
+            self._fit_standalone(module.user_attributes, module.user_representation)
+        if getattr(module, "item_attributes", None) is not None:
+
+            def item_vectors(rows):
+                q_aug, offset = module.item_linear_terms(rows)
+                return torch.cat([q_aug[:, :-1], (offset - module.global_bias)[:, None]], 1)
+
+            self._fit_standalone(module.item_attributes, item_vectors)
+
+    # -- attributes after fit ----------------------------------------------------
+
+    def _encoder(self, side, doing):
+        encoder = getattr(self, f"_{side}_encoder", None)
+        if encoder is None:
+            raise ValueError(
+                f"{doing} needs {side} attributes, but this {type(self).__name__} was "
+                f"fitted without {side}_attributes; refit with "
+                f"{side}_attributes=Attributes(...)."
+            )
+        return encoder
+
+    def _attribute_user_reprs(self, attributes):
+        encoder = self._encoder("user", "recommend(Attributes(...))")
+        index, weight = encoder.encode(attributes, encoder.width)
+        module, device = self._module(), self._device()
+        with module.scoring():
+            table = module.user_attributes
+            return table.embed(
+                torch.as_tensor(index, device=device), torch.as_tensor(weight, device=device),
+                standalone=table.standalone_weight is not None,
+            )
+
 
     def _resolved_negatives(self):
         """``n_negatives``, with ``"auto"`` resolved (see the models' docs)."""

@@ -17,6 +17,8 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from sklearn_recsys import (
     AttentionRecommender,
     Attributes,
+    CNNRecommender,
+    ItemContent,
     LSTMRecommender,
     MatrixFactorization,
     load,
@@ -334,6 +336,31 @@ def test_sequence_item_attributes(grouped, cls, tmp_path):
     assert plain._module().item_attributes is None
 
 
+# -- the CNN recommender ----------------------------------------------------------
+
+
+def test_cnn_user_and_item_attributes(grouped, tmp_path):
+    X, users, items = grouped
+    rng = np.random.RandomState(0)
+    content = ItemContent(items.index.to_numpy(), texts=rng.randint(1, 20, (len(items), 5)))
+    est = CNNRecommender(
+        loss="bpr", n_components=8, max_iter=30, batch_size=32, learning_rate_init=0.02,
+        random_state=0, item_content=content, user_attributes=Attributes(users),
+        item_attributes=Attributes(items),
+    ).fit(X[["user", "item"]])
+    cold = [f"u{g}-{USERS_PER_GROUP - 1}" for g in range(N_GROUPS)]
+    ids, scores = est.recommend(cold, k=3)
+    assert (_group(ids) == np.arange(N_GROUPS)[:, None]).mean() >= 2 / 3
+    new_ids, _ = est.recommend(Attributes(users.loc[cold].set_axis(["a", "b", "c"])), k=3)
+    np.testing.assert_array_equal(new_ids, ids)
+    # content registered after fit: no attributes, still scored
+    est.register_items(ItemContent(["late"], texts=np.ones((1, 5), dtype=int)))
+    assert np.isfinite(est.recommend(cold, k=3, items=["late", "i0-0"])[1]).all()
+    save(est, tmp_path / "cnn.safetensors")
+    restored = load(tmp_path / "cnn.safetensors", user_id_key=None)
+    np.testing.assert_array_equal(restored.recommend(cold, k=3)[0], ids)
+
+
 # -- sklearn's checks, with attributes --------------------------------------------
 
 # The checks fit user x item matrices of several shapes: attributes keyed by
@@ -355,6 +382,9 @@ def _expected(estimator):
         MatrixFactorization(max_iter=2, random_state=0, item_attributes=_ROW0,
                             id_dropout=1.0),
         AttentionRecommender(max_iter=2, random_state=0, item_attributes=_ROW0),
+        # click labels must lie in [0, 1]; the checks feed arbitrary floats
+        CNNRecommender(loss="mse", max_iter=2, random_state=0, user_attributes=_ROW0,
+                       item_attributes=_ROW0),
     ],
     expected_failed_checks=_expected,
 )

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ._attributes import AttributeEmbedding
 from ._mf import _embedding, init_rows
 from ._protocol import LinearItemScorer, augmented
 from ._random import current_generator, init_parameters, take
@@ -192,6 +193,17 @@ class HybridCNN(LinearItemScorer):
     global_bias : float, default=0.0
     init_std : float, default=0.1
         Standard deviation of the embeddings' normal initialisation.
+    n_user_features, n_item_features : int, default=0
+        Number of user (item) attribute features
+        (:class:`AttributeEmbedding`, rows filled by the estimator): a
+        user's factors and bias add the weighted sum of its features'; an
+        item's vector and bias add its features' to the content and id
+        parts (items added after fit have none).
+    user_feature_width, item_feature_width : int, default=1
+        Features per user (item).
+    standalone_attributes : bool, default=False
+        Hold a standalone map of the user attributes, which scores the users
+        without their own vector (set by the estimator after training).
     """
 
     def __init__(
@@ -200,6 +212,8 @@ class HybridCNN(LinearItemScorer):
         conv_channels=(32, 64, 128), kernel_size=3, dense_size=128, embedding_dim=32,
         text_filters=64, text_kernel_sizes=(2, 3, 4), use_item_ids=True,
         n_id_items=None, id_dropout=0.0, global_bias=0.0, init_std=0.1,
+        n_user_features=0, user_feature_width=1, n_item_features=0, item_feature_width=1,
+        standalone_attributes=False,
     ):
         super().__init__()
         self.n_users = n_users
@@ -216,6 +230,16 @@ class HybridCNN(LinearItemScorer):
         if use_item_ids:
             self.item_factors = _embedding(self.n_id_items, n_components)
             self.item_bias = _embedding(self.n_id_items, 1)
+        self.user_attributes = self.item_attributes = None
+        if n_user_features:
+            self.user_attributes = AttributeEmbedding(
+                n_users, n_user_features, user_feature_width, n_components + 1,
+                standalone_attributes,
+            )
+        if n_item_features:
+            self.item_attributes = AttributeEmbedding(
+                n_items, n_item_features, item_feature_width, n_components + 1
+            )
         n_features = 0
         self.image_tower = self.text_tower = None
         if images is not None:
@@ -255,6 +279,9 @@ class HybridCNN(LinearItemScorer):
         if self.use_item_ids:
             init_rows(self.item_factors, self.init_std, generator)
             init_rows(self.item_bias, 0)
+        for table in (self.user_attributes, self.item_attributes):
+            if table is not None:  # start from the model without attributes
+                table.reset_parameters(0.0)
         with torch.no_grad():
             self.global_bias.fill_(self.initial_global_bias)
 
@@ -360,6 +387,10 @@ class HybridCNN(LinearItemScorer):
                 keep = (~drop).to(q.dtype)
                 q, d = q * keep[:, None], d * keep
             v, b = v + q, b + d
+        if self.item_attributes is not None:
+            # items added after fit (beyond the table) have no attributes
+            a = self.item_attributes(items.clamp(max=self.item_attributes.n_rows))
+            v, b = v + a[:, :-1], b + a[:, -1]
         return v, b
 
     # -- scoring protocol --------------------------------------------------------
@@ -392,7 +423,10 @@ class HybridCNN(LinearItemScorer):
         return augmented(torch.cat(parts_q), torch.cat(parts_b), self.global_bias)
 
     def user_representation(self, users):
-        return torch.cat([self.user_factors(users), self.user_bias(users)], dim=1)
+        own = torch.cat([self.user_factors(users), self.user_bias(users)], dim=1)
+        if self.user_attributes is None:
+            return own
+        return self.user_attributes.combined(users, own)
 
     def item_linear_terms(self, items=None):
         """``(Q_aug, offset)`` with ``score = user_repr @ Q_aug.T + offset``."""
@@ -435,4 +469,7 @@ class HybridCNN(LinearItemScorer):
         return pos, neg, penalty
 
     def user_embeddings(self):
-        return self.user_factors.weight[: self.n_users]
+        if self.user_attributes is None:
+            return self.user_factors.weight[: self.n_users]
+        users = torch.arange(self.n_users, device=self.global_bias.device)
+        return self.user_representation(users)[:, :-1]
