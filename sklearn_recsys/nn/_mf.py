@@ -149,11 +149,14 @@ class BiasedMF(LinearItemScorer):
 
     def _item_side(self, items=None):
         if self.item_attributes is not None:
-            rows = items
-            if items is None:
-                rows = torch.arange(self.n_item_rows, device=self.global_bias.device)
-            ids = self._id_rows(rows, self.n_items)
-            own = torch.cat([self.item_factors(ids), self.item_bias(ids)], dim=-1)
+            if items is None:  # the tables' rows, zeros for items registered after fit
+                n = self.n_items
+                own = torch.cat([self.item_factors.weight[:n], self.item_bias.weight[:n]], 1)
+                if self.n_item_rows > n:
+                    own = torch.cat([own, own.new_zeros(self.n_item_rows - n, own.shape[1])])
+            else:
+                ids = self._id_rows(items, self.n_items)
+                own = torch.cat([self.item_factors(ids), self.item_bias(ids)], dim=-1)
             q_b = self.item_attributes.combined(items, own)
             return q_b[..., :-1], q_b[..., -1]
         if items is None:
