@@ -142,8 +142,11 @@ def feature_matrix(attributes, ids):
 
 
 def lightfm_topk(train, users, items, user_features=None, item_features=None,
-                 identity=True, candidates=None, exclude_seen=False, seed=0):
-    """LightFM WARP fitted on ``train`` (indices over ``users``/``items``)."""
+                 identity=True, candidates=None, seed=0):
+    """Top-10 lists of LightFM WARP fitted on ``train``, for every user of ``users``.
+
+    Every candidate is ranked (the cold protocols: the users have seen none).
+    """
     from lightfm import LightFM
 
     u_index, i_index = pd.Index(users), pd.Index(items)
@@ -156,7 +159,9 @@ def lightfm_topk(train, users, items, user_features=None, item_features=None,
     def with_identity(features, n):
         if features is None:
             return None
-        return sp.hstack([sp.identity(n, format="csr"), features]).tocsr() if identity else features
+        if not identity:
+            return features
+        return sp.hstack([sp.identity(n, format="csr"), features]).tocsr()
 
     uf = with_identity(user_features, len(users))
     itf = with_identity(item_features, len(items))
@@ -165,17 +170,28 @@ def lightfm_topk(train, users, items, user_features=None, item_features=None,
         model.fit(interactions, user_features=uf, item_features=itf, epochs=WARP["epochs"],
                   num_threads=1)
     cand = np.arange(len(items)) if candidates is None else i_index.get_indexer(candidates)
-    seen = interactions.tocsr()
-    out = np.empty((0, K), dtype=object)
     tops = []
     for u in range(len(users)):
         s = model.predict(u, cand.astype(np.int32), user_features=uf, item_features=itf,
                           num_threads=1)
-        if exclude_seen:
-            s[np.isin(cand, seen[u].indices)] = -np.inf
         tops.append(np.asarray(items)[cand[np.argsort(-s, kind="stable")[:K]]])
-    out = np.array(tops)
-    return out, t
+    return np.array(tops), t
+
+
+def lightfm_rows(side, features, train, test, users, items, test_users, candidates):
+    """LightFM WARP with ``side``'s features, with and without identity features."""
+    rows = []
+    for identity in (True, False):
+        top, t = lightfm_topk(
+            train, users, items, identity=identity, **{f"{side}_features": features},
+            candidates=None if side == "user" else candidates,
+        )
+        pos = pd.Index(users).get_indexer(test_users)
+        rows.append(dict(
+            model=f"LightFM WARP + {side} features{' + identity' if identity else ''}",
+            ndcg=ndcg_of_lists(top[pos], test, test_users, candidates), fit_s=t.elapsed))
+        print(rows[-1], flush=True)
+    return rows
 
 
 def fit_ours(est, train, name):
@@ -215,14 +231,8 @@ def cold_users(bunch, dropouts=(None,), seed=0, validation=False, lightfm=True):
                                             test_users, items), fit_s=t.elapsed))
         print(rows[-1], flush=True)
     if lightfm and not validation:
-        feats = feature_matrix(ua, users)
-        for identity in (True, False):
-            top, t = lightfm_topk(train, users, items, user_features=feats, identity=identity)
-            pos = pd.Index(users).get_indexer(test_users)
-            rows.append(dict(
-                model=f"LightFM WARP + user features{' + identity' if identity else ''}",
-                ndcg=ndcg_of_lists(top[pos], test, test_users, items), fit_s=t.elapsed))
-            print(rows[-1], flush=True)
+        rows += lightfm_rows("user", feature_matrix(ua, users), train, test, users, items,
+                             test_users, items)
     return rows
 
 
@@ -257,15 +267,8 @@ def cold_items(bunch, configs=COLD_ITEM_MODELS, seed=0, validation=False, lightf
                          fit_s=t.elapsed))
         print(rows[-1], flush=True)
     if lightfm and not validation:
-        feats = feature_matrix(ia, items)
-        for identity in (True, False):
-            top, t = lightfm_topk(train, users, items, item_features=feats,
-                                  identity=identity, candidates=test_items)
-            pos = pd.Index(users).get_indexer(test_users)
-            rows.append(dict(
-                model=f"LightFM WARP + item features{' + identity' if identity else ''}",
-                ndcg=ndcg_of_lists(top[pos], test, test_users, test_items), fit_s=t.elapsed))
-            print(rows[-1], flush=True)
+        rows += lightfm_rows("item", feature_matrix(ia, items), train, test, users, items,
+                             test_users, test_items)
     return rows
 
 

@@ -181,7 +181,8 @@ class LSTMEncoder(_SequenceEncoder):
         Score items with the input item embeddings; otherwise learn a
         separate output embedding.
     init_std : float, default=0.2
-        Standard deviation of the normal initialisation of the embeddings.    n_item_features : int, default=0
+        Standard deviation of the normal initialisation of the embeddings.
+    n_item_features : int, default=0
         Number of item attribute features; with any, an item's input and
         output embeddings (and output bias) are its id's plus the weighted
         sum of its features' (an :class:`AttributeEmbedding`, whose rows the
@@ -286,7 +287,8 @@ class SelfAttentionEncoder(_SequenceEncoder):
     tie_weights : bool, default=True
         Score items with the input item embeddings.
     init_std : float, default=0.05
-        Standard deviation of the normal initialisation of the embeddings.    n_item_features : int, default=0
+        Standard deviation of the normal initialisation of the embeddings.
+    n_item_features : int, default=0
         Number of item attribute features; with any, an item's input and
         output embeddings (and output bias) are its id's plus the weighted
         sum of its features' (an :class:`AttributeEmbedding`, whose rows the
