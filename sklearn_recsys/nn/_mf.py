@@ -73,6 +73,8 @@ class BiasedMF(LinearItemScorer):
         (``n_items``); indices beyond the id tables (ids registered after
         fit) have attributes only. None: ``n_users`` (``n_items``).
 
+    Notes
+    -----
     In training, row ``r`` of a side with attributes has its id's own
     factors and bias zeroed with probability ``id_dropout[r]`` (a buffer of
     its :class:`~sklearn_recsys.nn.AttributeEmbedding`, zero unless the
