@@ -355,7 +355,9 @@ def main(argv=None):
             for r in warm(bunch, variant, ID_DROPOUTS, seeds=(0,), validation=True,
                           attention=False):
                 rows.append(dict(protocol="warm", dataset=variant, **r))
-        print_table("Validation: id_dropout", rows)
+        print_table("Validation: id_dropout, and alpha of id_dropout=1", rows, columns=[
+            "protocol", "dataset", "model", "id_dropout", "settings", "attributes", "ndcg",
+        ])
         write_json("attributes_validation", {"environment": env, "rows": rows},
                    path=args.output)
         return 0
