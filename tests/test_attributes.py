@@ -315,6 +315,31 @@ def test_grid_search_shares_the_attributes(grouped):
     assert np.isfinite(search.cv_results_["mean_test_score"]).all()
 
 
+def test_pipeline_with_attributes(grouped):
+    """A transformer builds the attribute table; the pipeline is tuned as usual."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer, KBinsDiscretizer
+
+    X, users, items = grouped
+    bins = ColumnTransformer(
+        [("age", KBinsDiscretizer(n_bins=3, encode="ordinal", strategy="uniform"), ["age"])],
+        remainder="passthrough", verbose_feature_names_out=False,
+    ).set_output(transform="pandas")
+    table = bins.fit_transform(users)
+    attrs = Attributes(table, categorical=["age"])
+    assert attrs.columns == {"age": "categorical", "group": "categorical"}
+    pipe = Pipeline([
+        ("select", FunctionTransformer(lambda df: df[["user", "item"]])),
+        ("mf", _mf(max_iter=5, user_attributes=attrs)),
+    ])
+    search = GridSearchCV(
+        pipe, {"mf__n_components": [4, 8]}, scoring=make_ranking_scorer("ndcg", k=3),
+        cv=UserHoldout(test_size=0.2, random_state=0, n_splits=2),
+    ).fit(X)
+    assert search.best_estimator_.named_steps["mf"].user_attributes is attrs
+
+
 # -- the sequence models ----------------------------------------------------------
 
 
