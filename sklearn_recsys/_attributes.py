@@ -14,7 +14,7 @@ import numbers
 import numpy as np
 import pandas as pd
 
-from ._input import IdIndex, as_input, check_ids
+from ._input import IdIndex, ImmutableParameter, as_input, check_ids
 
 __all__ = ["Attributes"]
 
@@ -123,7 +123,7 @@ def _check_column(name, kind, column):
     return values
 
 
-class Attributes:
+class Attributes(ImmutableParameter):
     """User or item attributes, one row per raw id.
 
     Pass it as the ``user_attributes`` or ``item_attributes`` parameter of
@@ -271,18 +271,6 @@ class Attributes:
     def values(self, column):
         """The read-only values of ``column`` as the encoder reads them."""
         return self._values[column]
-
-    def __setattr__(self, name, value):
-        raise AttributeError("Attributes are immutable; build a new one instead.")
-
-    def __delattr__(self, name):
-        raise AttributeError("Attributes are immutable; build a new one instead.")
-
-    def __copy__(self):
-        return self
-
-    def __deepcopy__(self, memo):
-        return self
 
     def __getstate__(self):
         return {"ids": self._ids, "columns": self._columns, "values": self._values}

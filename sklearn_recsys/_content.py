@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ._input import as_id_array, check_ids
+from ._input import ImmutableParameter, as_id_array, check_ids
 
 __all__ = ["ItemContent"]
 
@@ -113,7 +113,7 @@ def _check_texts(texts, ids):
     return texts
 
 
-class ItemContent:
+class ItemContent(ImmutableParameter):
     """Item content (images and/or token-id texts) aligned to item ids.
 
     Pass it to :class:`CNNRecommender` as the ``item_content`` parameter, or
@@ -199,18 +199,6 @@ class ItemContent:
 
     def __len__(self):
         return len(self._item_ids)
-
-    def __setattr__(self, name, value):
-        raise AttributeError("ItemContent is immutable; build a new one instead.")
-
-    def __delattr__(self, name):
-        raise AttributeError("ItemContent is immutable; build a new one instead.")
-
-    def __copy__(self):
-        return self
-
-    def __deepcopy__(self, memo):
-        return self
 
     def __getstate__(self):
         return {"item_ids": self._item_ids, "images": self._images, "texts": self._texts}

@@ -68,6 +68,32 @@ class Interactions:
         )
 
 
+class ImmutableParameter:
+    """Base of the data held in parameters (item content, attributes).
+
+    Immutable, and its own copy: :func:`copy.deepcopy` -- hence
+    :func:`sklearn.base.clone` -- returns the same object, so that clones of
+    an estimator share it (never copied per grid-search candidate).
+    Subclasses set their fields with ``object.__setattr__``.
+    """
+
+    def __setattr__(self, name, value):
+        raise AttributeError(
+            f"{type(self).__name__} is immutable; build a new one instead."
+        )
+
+    def __delattr__(self, name):
+        raise AttributeError(
+            f"{type(self).__name__} is immutable; build a new one instead."
+        )
+
+    def __copy__(self):
+        return self
+
+    def __deepcopy__(self, memo):
+        return self
+
+
 class IdIndex:
     """Bijection between raw ids and contiguous indices ``0..n-1``.
 
