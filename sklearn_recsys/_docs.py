@@ -61,8 +61,8 @@ _SEQUENCE_ITEM_ATTRIBUTES = """\
         an item's input and output embeddings (and output bias) are then its
         id's plus the weighted sum of the embeddings of its attribute
         features, and the items of the table without interactions join the
-        catalogue, scored from their attributes alone (they are not
-        negatives in training)."""
+        catalogue, scored from a ridge map of their attributes (they are
+        left out of the full softmax in training)."""
 
 _PRIVACY = """\
     differential_privacy : DifferentialPrivacy or None, default=None
