@@ -316,6 +316,7 @@ class AttentionRecommender(SequenceRecommender):
         self._store_net_params(kwargs)
 
     def _check_params(self):
+        super()._check_params()
         if self.embedding_dim % self.n_heads:
             raise ValueError(
                 f"embedding_dim={self.embedding_dim} must be divisible by "

@@ -266,6 +266,10 @@ def test_invalid_combinations(grouped):
     with pytest.raises(ValueError, match="differential_privacy"):
         MatrixFactorization(loss="softmax", user_attributes=Attributes(users),
                             differential_privacy=DifferentialPrivacy(8.0)).fit(X)
+    for cls in (AttentionRecommender, LSTMRecommender):
+        with pytest.raises(ValueError, match="differential_privacy"):
+            cls(item_attributes=Attributes(items),
+                differential_privacy=DifferentialPrivacy(8.0)).fit(X)
     with pytest.raises(ValueError, match="user_attributes"):  # InvalidParameterError
         MatrixFactorization(user_attributes=users).fit(X)
 
@@ -479,3 +483,21 @@ def test_any_table_encodes_or_is_refused_clearly(data):
         assert np.isfinite(weight).all()
         assert len(encoder.feature_names()) == encoder.n_features
     assert table.equals(before)  # the caller's table is untouched
+
+
+def test_same_seed_same_model_in_threads(grouped):
+    """The attribute paths draw from the fit's own generator (id_dropout)."""
+    from joblib import Parallel, delayed
+
+    X, users, items = grouped
+
+    def fitted():
+        est = _mf(max_iter=5, id_dropout=0.3, user_attributes=Attributes(users),
+                  item_attributes=Attributes(items)).fit(X[["user", "item"]])
+        return est.user_embeddings_, est.item_embeddings_
+
+    results = Parallel(n_jobs=2, backend="threading")(delayed(fitted)() for _ in range(2))
+    alone = fitted()
+    for user_emb, item_emb in results:
+        np.testing.assert_array_equal(user_emb, alone[0])
+        np.testing.assert_array_equal(item_emb, alone[1])
