@@ -226,6 +226,8 @@ class BaseRecommender(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
 
     # Fitted attributes that are not stored (rebuilt or training-only).
     _NOT_PORTABLE = ()
+    # Parameters naming this process's runtime (not the model), stored as None.
+    _RUNTIME_PARAMS = ()
     # Network classes of your own (besides sklearn_recsys.nn's) that loading
     # this estimator's state may rebuild (skops trusts them with the class).
     _portable_modules = ()
@@ -276,10 +278,9 @@ class BaseRecommender(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
 
         Pickle and :func:`copy.deepcopy` keep the full state instead.
         """
-        state = {
-            "_portable_format": PORTABLE_VERSION,
-            "params": to_plain(self.get_params(deep=False)),
-        }
+        params = self.get_params(deep=False)
+        params.update(dict.fromkeys(self._RUNTIME_PARAMS, None))
+        state = {"_portable_format": PORTABLE_VERSION, "params": to_plain(params)}
         if getattr(self, "_fitted_names", None):
             _refuse_int8_compute(self, "skops")
             state["fitted"] = self._portable_fitted_state()
@@ -296,11 +297,19 @@ class BaseRecommender(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             self.device = device
             self._restore_portable_state(state["fitted"], resolve_device(device))
 
+    def _fit_seed(self, seed):
+        """The fit's seed, drawn from ``random_state``."""
+        return seed
+
+    def _fit_device(self):
+        """The device this fit trains on, from ``device``."""
+        return resolve_device(self.device)
+
     def _validate_fit_input(self, X, y):
         """Validate ``X``/``y`` into a :class:`FitData`; nothing is stored."""
         rng = check_random_state(getattr(self, "random_state", None))
-        seed = int(rng.randint(np.iinfo(np.int32).max))
-        device = resolve_device(self.device)
+        seed = self._fit_seed(int(rng.randint(np.iinfo(np.int32).max)))
+        device = self._fit_device()
         if is_table(X):
             data, user_index, item_index = table_to_interactions(
                 X, y, user_col=self.user_col, item_col=self.item_col,

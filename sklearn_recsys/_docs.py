@@ -107,7 +107,14 @@ _NEURAL_RUNTIME = """\
     random_state : int, RandomState instance or None, default=None
         Seeds everything random in a fit: initialisation, shuffling,
         negative sampling, dropout and the validation split. Two fits with
-        the same integer seed give the same model on CPU."""
+        the same integer seed give the same model on CPU.
+    accelerator : accelerate.Accelerator or None, default=None
+        Train through Hugging Face Accelerate (skorch's
+        :class:`~skorch.hf.AccelerateMixin`): data-parallel on every process
+        of a ``torchrun`` / ``accelerate launch`` run (each process trains on
+        its share of every epoch's batches, gradients all-reduced), mixed
+        precision (``Accelerator(mixed_precision="bf16")``). The network
+        trains on ``accelerator.device``. See :ref:`distributed`."""
 
 _NET_PARAMS = """\
     **kwargs : dict

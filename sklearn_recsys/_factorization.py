@@ -110,7 +110,9 @@ class MatrixFactorization(PairRecommender):
         ``"adam"``. Both reach the same accuracy on MovieLens-100K. Under
         ``warm_start`` the first fit's solver is kept. ``loss="softmax"``
         updates every item at every step: ``"auto"`` is ``"adam"`` and
-        ``"sparse_adam"`` is refused.
+        ``"sparse_adam"`` is refused; so it is with an ``accelerator`` of
+        several processes (data-parallel training all-reduces dense
+        gradients).
     init_std : float, default=0.1
         Standard deviation of the factors' normal initialisation.
     user_attributes, item_attributes : Attributes, default=None
@@ -226,7 +228,8 @@ class MatrixFactorization(PairRecommender):
         early_stopping=False, validation_fraction=0.1, n_iter_no_change=5, tol=1e-4,
         warm_start=False, differential_privacy=None, handle_unknown="fallback",
         user_col="user", item_col="item", device="cpu", callbacks=None, verbose=0,
-        random_state=None, **kwargs,
+        random_state=None, accelerator=None,
+        **kwargs,
     ):
         self.n_components = n_components
         self.loss = loss
@@ -255,6 +258,7 @@ class MatrixFactorization(PairRecommender):
         self.callbacks = callbacks
         self.verbose = verbose
         self.random_state = random_state
+        self.accelerator = accelerator
         self._store_net_params(kwargs)
 
     def _attribute_id_dropout(self):
@@ -287,6 +291,12 @@ class MatrixFactorization(PairRecommender):
             raise ValueError(
                 f"loss={self.loss!r} scores items for a batch of users at once and "
                 f"needs architecture='dot', got architecture={self.architecture!r}."
+            )
+        if self.solver == "sparse_adam" and self._n_processes() > 1:
+            raise ValueError(
+                "solver='sparse_adam' keeps sparse embedding gradients, which "
+                "data-parallel training does not all-reduce: use solver='auto' or "
+                "'adam' with an accelerator of several processes."
             )
         if self.loss == "softmax" and self.solver == "sparse_adam":
             raise ValueError(
@@ -333,6 +343,8 @@ class MatrixFactorization(PairRecommender):
         """Whether this fit trains with sparse embedding gradients."""
         if self.solver != "auto":
             return self.solver == "sparse_adam"
+        if self._n_processes() > 1:  # DDP all-reduces dense gradients
+            return False
         if self.loss == "softmax":  # every item, every step
             return False
         if self.loss == "sampled_softmax":  # the batch's items and the shared sample
@@ -639,7 +651,8 @@ class CNNRecommender(PairRecommender):
         early_stopping=False,
         validation_fraction=0.1, n_iter_no_change=5, tol=1e-4, warm_start=False,
         handle_unknown="fallback", user_col="user", item_col="item", device="cpu",
-        callbacks=None, verbose=0, random_state=None, **kwargs,
+        callbacks=None, verbose=0, random_state=None, accelerator=None,
+        **kwargs,
     ):
         self.item_content = item_content
         self.user_attributes = user_attributes
@@ -672,6 +685,7 @@ class CNNRecommender(PairRecommender):
         self.callbacks = callbacks
         self.verbose = verbose
         self.random_state = random_state
+        self.accelerator = accelerator
         self._store_net_params(kwargs)
 
     _unknown_item_hint = (

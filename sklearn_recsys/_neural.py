@@ -26,7 +26,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 from scipy.special import expit
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from skorch.callbacks import EarlyStopping, ProgressBar
 from torch.nn import functional as F
@@ -50,6 +50,7 @@ from ._objectives import (
 from ._privacy import DifferentialPrivacy
 from ._sequence_data import left_padded, order_histories, ordered, training_sequences
 from ._training import (
+    AcceleratedRecommenderNet,
     RecommenderNet,
     TensorDataset,
     TrainingData,
@@ -108,6 +109,7 @@ class NeuralRecommender(BaseRecommender):
         "warm_start": ["boolean"],
         "callbacks": [list, None],
         "verbose": ["verbose"],
+        "accelerator": [None, HasMethods(["prepare", "backward", "unwrap_model"])],
     }
 
     # "auto" early stopping: on above this many training interactions (the
@@ -118,6 +120,50 @@ class NeuralRecommender(BaseRecommender):
 
     def _module(self):
         return self.net_.module_
+
+    # -- data-parallel training (``accelerator``) -------------------------------
+
+    def _n_processes(self):
+        """Processes training together (1 without an accelerator)."""
+        accelerator = getattr(self, "accelerator", None)
+        return 1 if accelerator is None else int(accelerator.num_processes)
+
+    def _check_accelerator(self):
+        """Settings that training through ``accelerator`` cannot honour."""
+        if getattr(self, "accelerator", None) is None:
+            return
+        if self._private():
+            raise ValueError(
+                "differential_privacy samples users with its own per-example "
+                "gradients, which the accelerator does not share out among processes: "
+                "leave accelerator at None with differential_privacy."
+            )
+        if self.warm_start:
+            raise ValueError(
+                "warm_start=True continues the fitted network on one process; with an "
+                "accelerator every fit starts afresh: set warm_start=False."
+            )
+
+    def _fit_seed(self, seed):
+        """With several processes, every process takes the main process's seed."""
+        if self._n_processes() > 1:
+            from accelerate.utils import broadcast_object_list
+
+            seed = broadcast_object_list([seed], from_process=0)[0]
+        return seed
+
+    def _fit_device(self):
+        """With an accelerator, its device (``device`` must not contradict it)."""
+        if getattr(self, "accelerator", None) is None:
+            return super()._fit_device()
+        device = torch.device(self.accelerator.device)
+        if self.device not in ("cpu", "auto") and torch.device(self.device) != device:
+            raise ValueError(
+                f"device={self.device!r} but the accelerator trains on {str(device)!r}: "
+                "leave device at 'cpu' (the accelerator places the network) or set "
+                "the accelerator's device."
+            )
+        return "cpu" if device.type == "cpu" else str(device)
 
     # -- skorch's parameters -------------------------------------------------
 
@@ -432,6 +478,7 @@ class NeuralRecommender(BaseRecommender):
 
     def _fit(self, fit):
         self._net_params(check=True)
+        self._check_accelerator()
         if self._private():
             self._check_privacy()
         training = self._training_data(fit)
@@ -462,6 +509,9 @@ class NeuralRecommender(BaseRecommender):
             net = self._make_net(module, fit, training, privacy).fit(training)
         self._after_training(net.module_, fit)
         net.set_params(batch_transform=None, privacy=None)  # training data: not kept
+        # an accelerator placed the network (skorch's device None): say where
+        # it lives, for scoring and unpickling
+        net.device = fit.device
         net.module_.eval()  # scoring mode; training switches it back itself
         history = net.history
         return {
@@ -481,6 +531,7 @@ class NeuralRecommender(BaseRecommender):
 
     # the warm-start record of the parameters: training state, not stored
     _NOT_PORTABLE = ("_fitted_params", "_from_artifact")
+    _RUNTIME_PARAMS = ("accelerator",)
 
     def _portable_value(self, name):
         return self.net_.module_ if name == "net_" else super()._portable_value(name)
@@ -515,11 +566,13 @@ class NeuralRecommender(BaseRecommender):
     def _callbacks(self, training):
         """The user's callbacks, early stopping and the progress bar."""
         callbacks = list(self.callbacks or [])
+        accelerator = getattr(self, "accelerator", None)
+        sink = print if accelerator is None else accelerator.print  # main process only
         if training.valid is not None:
             callbacks.append(("early_stopping", EarlyStopping(
                 monitor="valid_loss", patience=self.n_iter_no_change,
                 threshold=self.tol, threshold_mode="abs", load_best=True,
-                sink=print if self.verbose else _silent,
+                sink=sink if self.verbose else _silent,
             )))
         if self.verbose:
             callbacks.append(("progress_bar", ProgressBar()))
@@ -534,13 +587,22 @@ class NeuralRecommender(BaseRecommender):
             k: v for k, v in net.items()
             if k.startswith(("iterator_train__", "iterator_valid__", "callbacks__"))
         }
-        return RecommenderNet(
+        net_class, accelerated = RecommenderNet, {"device": fit.device}
+        if getattr(self, "accelerator", None) is not None:
+            # the accelerator places the network on its device
+            net_class = AcceleratedRecommenderNet
+            accelerated = {
+                "accelerator": self.accelerator, "device": None,
+                # skorch prints through any sink but `print` whatever verbose
+                "callbacks__print_log__sink": self.accelerator.print if self.verbose else _silent,
+            }
+        return net_class(
             module, criterion=self._criterion(fit),
             optimizer=net.get("optimizer", optimizer),
             lr=net.get("lr", self.learning_rate_init),
             max_epochs=net.get("max_epochs", self.max_iter),
             batch_size=training.batch_size or self._batch_size(), callbacks=callbacks,
-            device=fit.device,
+            **accelerated,
             verbose=self.verbose, seed=fit.seed, batch_transform=training.batch_transform,
             privacy=privacy,
             **{f"optimizer__{k}": v for k, v in optimizer_params.items()}, **routed,

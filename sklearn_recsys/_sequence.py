@@ -128,7 +128,8 @@ class LSTMRecommender(SequenceRecommender):
         early_stopping=False, validation_fraction=0.1, n_iter_no_change=5, tol=1e-4,
         warm_start=False, differential_privacy=None, item_attributes=None,
         handle_unknown="fallback", user_col="user", item_col="item", time_col="timestamp",
-        device="cpu", callbacks=None, verbose=0, random_state=None, **kwargs,
+        device="cpu", callbacks=None, verbose=0, random_state=None, accelerator=None,
+        **kwargs,
     ):
         self.embedding_dim = embedding_dim
         self.max_len = max_len
@@ -155,6 +156,7 @@ class LSTMRecommender(SequenceRecommender):
         self.callbacks = callbacks
         self.verbose = verbose
         self.random_state = random_state
+        self.accelerator = accelerator
         self._store_net_params(kwargs)
 
     def _build_module(self, fit, training):
@@ -285,7 +287,7 @@ class AttentionRecommender(SequenceRecommender):
         n_iter_no_change=5, tol=1e-4, warm_start=False, differential_privacy=None,
         item_attributes=None, handle_unknown="fallback", user_col="user", item_col="item",
         time_col="timestamp", device="cpu", callbacks=None, verbose=0, random_state=None,
-        **kwargs,
+        accelerator=None, **kwargs,
     ):
         self.embedding_dim = embedding_dim
         self.max_len = max_len
@@ -313,6 +315,7 @@ class AttentionRecommender(SequenceRecommender):
         self.callbacks = callbacks
         self.verbose = verbose
         self.random_state = random_state
+        self.accelerator = accelerator
         self._store_net_params(kwargs)
 
     def _check_params(self):

@@ -16,10 +16,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from skorch import NeuralNet
+from skorch.callbacks import PassthroughScoring
+from skorch.hf import AccelerateMixin
 
 from .nn._random import current_generator, random_context
 
 __all__ = [
+    "AcceleratedRecommenderNet",
     "RecommenderNet",
     "TensorBatchIterator",
     "TensorDataset",
@@ -102,11 +105,21 @@ class TensorBatchIterator:
     generator : torch.Generator, default=None
         Draw from this generator (on the tensors' device) instead of one
         seeded with ``seed``; it is never re-seeded.
+    process_index, num_processes : int, default=0, 1
+        Data-parallel training: of the pass's batches (slices of one
+        permutation), this process takes batches ``process_index``,
+        ``process_index + num_processes``, ... Every process gets the same
+        number of batches (the last round wraps around to the pass's first
+        batches), so that their gradient all-reduces pair up.
+    order_generator : torch.Generator, default=None
+        With several processes, the permutation is drawn from this generator,
+        seeded alike in every process (``generator``, each process's own,
+        draws the rest, e.g. negatives).
     """
 
     def __init__(
         self, dataset, batch_size, shuffle=False, seed=0, batch_transform=None,
-        generator=None,
+        generator=None, process_index=0, num_processes=1, order_generator=None,
     ):
         self.dataset = _as_tensor_dataset(dataset)
         self.batch_size = int(batch_size)
@@ -119,9 +132,28 @@ class TensorBatchIterator:
             generator = torch.Generator(device=device).manual_seed(int(seed))
         self.generator = generator
         self.device = device
+        if not 0 <= process_index < num_processes:
+            raise ValueError(
+                f"process_index={process_index} is not in [0, num_processes="
+                f"{num_processes})."
+            )
+        self.process_index = int(process_index)
+        self.num_processes = int(num_processes)
+        self.order_generator = generator if order_generator is None else order_generator
+
+    def _n_batches(self):
+        return math.ceil(len(self.dataset) / self.batch_size)
 
     def __len__(self):
-        return math.ceil(len(self.dataset) / self.batch_size)
+        return math.ceil(self._n_batches() / self.num_processes)
+
+    def _starts(self):
+        """First rows of this process's batches."""
+        n_batches = self._n_batches()
+        if self.num_processes == 1:
+            return range(0, len(self.dataset), self.batch_size)
+        batches = range(self.process_index, len(self) * self.num_processes, self.num_processes)
+        return [(b % n_batches) * self.batch_size for b in batches]
 
     def __iter__(self):
         n = len(self.dataset)
@@ -130,8 +162,8 @@ class TensorBatchIterator:
             self.generator.manual_seed(int(self.seed))
         order = None
         if self.shuffle:
-            order = torch.randperm(n, generator=self.generator, device=self.device)
-        for start in range(0, n, self.batch_size):
+            order = torch.randperm(n, generator=self.order_generator, device=self.device)
+        for start in self._starts():
             if order is None:
                 idx = slice(start, start + self.batch_size)
             else:
@@ -266,11 +298,33 @@ class RecommenderNet(NeuralNet):
                 self.user_optimizer_.zero_grad()
         return step
 
+    # -- data-parallel training (AcceleratedRecommenderNet) --------------------
+
+    def _training_device(self):
+        """The device the training tensors and generators live on."""
+        return self.device
+
+    def _process(self):
+        """``(process index, number of processes)`` of data-parallel training."""
+        return 0, 1
+
     def fit_loop(self, X, y=None, epochs=None, **fit_params):
-        generator = torch.Generator(device=self.device)
-        generator.manual_seed(derived_seed(self.seed, "train", len(self.history)))
-        with random_context(generator):
-            return super().fit_loop(X, y, epochs=epochs, **fit_params)
+        device, epochs_run = self._training_device(), len(self.history)
+        rank, world = self._process()
+        generator = torch.Generator(device=device)
+        if world == 1:
+            generator.manual_seed(derived_seed(self.seed, "train", epochs_run))
+            self._order_generator = None
+        else:  # one permutation for all processes, their own draws besides
+            generator.manual_seed(derived_seed(self.seed, "train", epochs_run, rank + 1))
+            self._order_generator = torch.Generator(device=device).manual_seed(
+                derived_seed(self.seed, "train", epochs_run)
+            )
+        try:
+            with random_context(generator):
+                return super().fit_loop(X, y, epochs=epochs, **fit_params)
+        finally:
+            del self._order_generator
 
     def get_split_datasets(self, X, y=None, **fit_params):
         return X.train, X.valid
@@ -305,24 +359,131 @@ class RecommenderNet(NeuralNet):
                 f"The batch iterator takes batch_size and shuffle only; got "
                 f"{', '.join(prefix + k for k in sorted(kwargs))}."
             )
-        generator = current_generator(self.device) if training else None
+        device = self._training_device()
+        generator = current_generator(device) if training else None
         seed = derived_seed(self.seed, "valid", len(self.history))
+        # training batches are shared out among the processes; every process
+        # scores the whole validation set (the same figure, early stopping
+        # decides alike)
+        rank, world = self._process() if training else (0, 1)
         return TensorBatchIterator(
             dataset, batch_size, shuffle=shuffle, seed=seed,
             batch_transform=self.batch_transform, generator=generator,
+            process_index=rank, num_processes=world,
+            order_generator=getattr(self, "_order_generator", None),
         )
+
+
+class _ProcessMeanScoring(PassthroughScoring):
+    """skorch's epoch loss, averaged over the batches of every process."""
+
+    def __init__(self, name, accelerator, lower_is_better=True, on_train=False):
+        super().__init__(name, lower_is_better=lower_is_better, on_train=on_train)
+        self.accelerator = accelerator
+
+    def get_avg_score(self, history):
+        size = "train_batch_size" if self.on_train else "valid_batch_size"
+        sizes, scores = zip(*history[-1, "batches", :, [size, self.name]])
+        local = torch.tensor(
+            [float(np.dot(sizes, scores)), float(np.sum(sizes))],
+            dtype=torch.float64, device=self.accelerator.device,
+        )
+        total = self.accelerator.reduce(local, reduction="sum")
+        return float(total[0] / total[1])
+
+
+class AcceleratedRecommenderNet(AccelerateMixin, RecommenderNet):
+    """:class:`RecommenderNet` trained through Hugging Face Accelerate.
+
+    skorch's :class:`~skorch.hf.AccelerateMixin` prepares the module (wrapped
+    in :class:`~torch.nn.parallel.DistributedDataParallel` when several
+    processes train, gradients all-reduced), the optimizer (mixed precision)
+    and the criterion. On top of it:
+
+    * the batch iterator shares every epoch's batches out among the
+      processes (:class:`TensorBatchIterator`'s ``process_index``): each
+      process trains on its own ``1 / num_processes`` of them, drawn from one
+      permutation, and samples its negatives and dropout from its own
+      generator;
+    * the epoch's ``train_loss`` and ``valid_loss`` are the means over every
+      process's batches, so that every process records the same history and
+      early stopping stops them all at the same epoch;
+    * DDP synchronises the module's batch-norm statistics only: the other
+      buffers (item content, attribute tables) never change in training and
+      are not broadcast at every step;
+    * after training, the module is unwrapped once every callback has run
+      (skorch's ``unwrap_after_train`` unwraps before them, but
+      :class:`~skorch.callbacks.EarlyStopping` restores the best weights of
+      the wrapped module).
+
+    Parameters
+    ----------
+    module, *args, **kwargs
+        As for :class:`RecommenderNet`.
+    accelerator : accelerate.Accelerator
+        As for :class:`~skorch.hf.AccelerateMixin`.
+    """
+
+    def __init__(self, module, *args, accelerator, **kwargs):
+        kwargs.setdefault("unwrap_after_train", False)
+        super().__init__(module, *args, accelerator=accelerator, **kwargs)
+
+    def _training_device(self):
+        return self.accelerator.device
+
+    def _process(self):
+        return self.accelerator.process_index, self.accelerator.num_processes
+
+    def get_default_callbacks(self):
+        means = {
+            "train_loss": _ProcessMeanScoring("train_loss", self.accelerator, on_train=True),
+            "valid_loss": _ProcessMeanScoring("valid_loss", self.accelerator),
+        }
+        return [(name, means.get(name, callback)) for name, callback in super().get_default_callbacks()]
+
+    def _initialize_accelerator(self):
+        if self._wrapped_with_accelerator:
+            return self
+        constant = [
+            name for name, _ in self.module_.named_buffers()
+            if not isinstance(
+                self.module_.get_submodule(name.rpartition(".")[0]),
+                torch.nn.modules.batchnorm._BatchNorm,
+            )
+        ]
+        torch.nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
+            self.module_, constant
+        )
+        # a criterion without parameters has nothing to all-reduce (and
+        # Accelerate would wrap it in DDP on CPUs, which refuses it)
+        criteria = self._criteria
+        self._criteria = [
+            name for name in criteria
+            if any(p.requires_grad for p in getattr(self, name + "_").parameters())
+        ]
+        try:
+            return super()._initialize_accelerator()
+        finally:
+            self._criteria = criteria
+
+    def notify(self, method_name, **cb_kwargs):
+        super().notify(method_name, **cb_kwargs)
+        if method_name == "on_train_end":
+            self._unwrap_accelerator()
 
 
 _PURPOSES = {"init": 0, "train": 1, "valid": 2, "noise": 3}
 
 
-def derived_seed(seed, purpose, offset=0):
+def derived_seed(seed, purpose, offset=0, process=None):
     """An independent 31-bit seed for one ``purpose`` of a fit's ``seed``.
 
     ``offset`` (the epochs already run) separates the streams of successive
-    warm starts.
+    warm starts, ``process`` (from 1) those of data-parallel processes.
     """
     words = [int(seed), _PURPOSES[purpose], int(offset)]
+    if process is not None:
+        words.append(int(process))
     return int(np.random.SeedSequence(words).generate_state(1)[0] >> 1)
 
 
