@@ -55,6 +55,20 @@ _SEQUENCE_LOSS = """\
         the user never interacted with; "auto": 1), or items shared by a
         batch for ``"sampled_softmax"`` ("auto": 512)."""
 
+_SEQUENCE_SOLVER = """\
+    solver : {"auto", "adam", "sparse_adam"}, default="auto"
+        ``"adam"``: dense gradients and :class:`torch.optim.Adam`; every step
+        updates the whole item table, ``O(n_items x embedding_dim)``.
+        ``"sparse_adam"``: item tables with sparse gradients and
+        :class:`~sklearn_recsys.nn.SparseDenseAdam` (lazy Adam on the items a
+        batch read), so that a step of a sampled loss costs the batch, not
+        the catalogue; not with the full softmax (it reads every item), nor
+        with ``item_attributes``, ``differential_privacy`` or an
+        ``accelerator`` of several processes. ``"auto"``: ``"sparse_adam"``
+        when the loss samples and the catalogue exceeds 8 times the items a
+        batch reads (``batch_size * max_len`` positions plus the negatives),
+        else ``"adam"``. ``alpha`` then decays the rows a batch read."""
+
 _SEQUENCE_ITEM_ATTRIBUTES = """\
     item_attributes : Attributes, default=None
         Attributes of the items, keyed by raw id (see :class:`Attributes`):
@@ -155,6 +169,7 @@ DOCS = {
     "privacy": _PRIVACY,
     "sequence_item_attributes": _SEQUENCE_ITEM_ATTRIBUTES,
     "sequence_loss": _SEQUENCE_LOSS,
+    "sequence_solver": _SEQUENCE_SOLVER,
     "privacy_attributes": _PRIVACY_ATTRIBUTES,
     "id_attributes": _ID_ATTRIBUTES,
 }

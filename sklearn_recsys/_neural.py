@@ -57,7 +57,7 @@ from ._training import (
     derived_seed,
     init_generator,
 )
-from .nn import LinearItemScorer
+from .nn import LinearItemScorer, SparseDenseAdam
 
 
 def _silent(*args, **kwargs):
@@ -895,9 +895,22 @@ class SequenceRecommender(NeuralRecommender):
         "time_col": [str, numbers.Integral, None],
         "differential_privacy": [DifferentialPrivacy, None],
         "item_attributes": [Attributes, None],
+        "solver": [StrOptions({"auto", "adam", "sparse_adam"})],
     }
 
     def _check_params(self):
+        if getattr(self, "solver", "auto") == "sparse_adam":
+            reasons = {
+                "item_attributes": self.item_attributes is not None,
+                "differential_privacy": self.differential_privacy is not None,
+                "an accelerator of several processes": self._n_processes() > 1,
+            }
+            refused = [name for name, given in reasons.items() if given]
+            if refused:
+                raise ValueError(
+                    f"solver='sparse_adam' cannot train with {refused[0]}: use "
+                    "solver='auto' or 'adam'."
+                )
         if self.item_attributes is not None and self.differential_privacy is not None:
             raise ValueError(
                 "differential_privacy protects users' interactions; it does not "
@@ -1039,7 +1052,34 @@ class SequenceRecommender(NeuralRecommender):
         return 1
 
     def _optimizer(self, fit):
-        return torch.optim.Adam, {"weight_decay": self.alpha}
+        optimizer = SparseDenseAdam if self._sparse_solver(fit) else torch.optim.Adam
+        return optimizer, {"weight_decay": self.alpha}
+
+    # Items read by a batch, times which the catalogue must exceed for
+    # solver="auto" to go sparse (as MatrixFactorization's _AUTO_SPARSE_ROWS).
+    _AUTO_SPARSE_ROWS = 8
+
+    def _sparse_solver(self, fit):
+        """Whether this fit's item tables have sparse gradients."""
+        solver = getattr(self, "solver", "auto")
+        loss = self._resolved_loss(fit)
+        if solver == "sparse_adam" and loss == "softmax":
+            raise ValueError(
+                "The full softmax reads every item at every step: solver='sparse_adam' "
+                f"cannot train it (loss={self.loss!r} is 'softmax' for this "
+                "catalogue); use solver='auto' or 'adam', or loss='sampled_softmax'."
+            )
+        if solver != "auto":
+            return solver == "sparse_adam"
+        if (
+            loss == "softmax" or self.item_attributes is not None
+            or self._private() or self._n_processes() > 1
+        ):
+            return False
+        positions = self._batch_size() * self.max_len
+        negatives = self._resolved_negatives(fit)
+        read = positions + negatives if loss == "sampled_softmax" else positions * (1 + negatives)
+        return fit.n_items > self._AUTO_SPARSE_ROWS * read
 
     # -- user representations ------------------------------------------------------
 

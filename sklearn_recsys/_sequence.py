@@ -62,6 +62,7 @@ class LSTMRecommender(SequenceRecommender):
     learning_rate_init : float, default=5e-3
         Adam's learning rate (chosen on validation splits of MovieLens-100K
         and latest-small, ``benchmarks/tune_defaults.py``).
+    %(sequence_solver)s
     %(early_stopping_sequences)s
     %(privacy)s
     %(sequence_item_attributes)s
@@ -125,7 +126,7 @@ class LSTMRecommender(SequenceRecommender):
     def __init__(
         self, *, embedding_dim=64, max_len=50, n_layers=2, dropout=0.3, loss="auto",
         n_negatives="auto", alpha=0.0, max_iter=20, batch_size=64, learning_rate_init=5e-3,
-        early_stopping=False, validation_fraction=0.1, n_iter_no_change=5, tol=1e-4,
+        solver="auto", early_stopping=False, validation_fraction=0.1, n_iter_no_change=5, tol=1e-4,
         warm_start=False, differential_privacy=None, item_attributes=None,
         handle_unknown="fallback", user_col="user", item_col="item", time_col="timestamp",
         device="cpu", callbacks=None, verbose=0, random_state=None, accelerator=None,
@@ -141,6 +142,7 @@ class LSTMRecommender(SequenceRecommender):
         self.max_iter = max_iter
         self.batch_size = batch_size
         self.learning_rate_init = learning_rate_init
+        self.solver = solver
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
@@ -164,6 +166,7 @@ class LSTMRecommender(SequenceRecommender):
             n_items=fit.n_items, embedding_dim=self.embedding_dim, max_len=self.max_len,
             n_layers=self.n_layers, dropout=self.dropout,
             **self._attribute_sizes(training, standalone=True),
+            sparse=self._sparse_solver(fit),
         ))
         self._fill_attribute_rows(module, fit, training)
         return module
@@ -221,6 +224,7 @@ class AttentionRecommender(SequenceRecommender):
     learning_rate_init : float, default=5e-3
         Adam's learning rate (chosen on validation splits of MovieLens-100K
         and latest-small, ``benchmarks/tune_defaults.py``).
+    %(sequence_solver)s
     %(early_stopping_sequences)s
     %(privacy)s
     %(sequence_item_attributes)s
@@ -283,7 +287,7 @@ class AttentionRecommender(SequenceRecommender):
     def __init__(
         self, *, embedding_dim=64, max_len=50, n_blocks=2, n_heads=1, dropout=0.3,
         loss="auto", n_negatives="auto", alpha=0.0, max_iter=20, batch_size=64,
-        learning_rate_init=5e-3, early_stopping=False, validation_fraction=0.1,
+        learning_rate_init=5e-3, solver="auto", early_stopping=False, validation_fraction=0.1,
         n_iter_no_change=5, tol=1e-4, warm_start=False, differential_privacy=None,
         item_attributes=None, handle_unknown="fallback", user_col="user", item_col="item",
         time_col="timestamp", device="cpu", callbacks=None, verbose=0, random_state=None,
@@ -300,6 +304,7 @@ class AttentionRecommender(SequenceRecommender):
         self.max_iter = max_iter
         self.batch_size = batch_size
         self.learning_rate_init = learning_rate_init
+        self.solver = solver
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
@@ -331,6 +336,7 @@ class AttentionRecommender(SequenceRecommender):
             n_items=fit.n_items, embedding_dim=self.embedding_dim, max_len=self.max_len,
             n_blocks=self.n_blocks, n_heads=self.n_heads, dropout=self.dropout,
             **self._attribute_sizes(training, standalone=True),
+            sparse=self._sparse_solver(fit),
         ))
         self._fill_attribute_rows(module, fit, training)
         return module

@@ -65,6 +65,26 @@ def test_many_steps_match_the_torch_pair():
     torch.testing.assert_close(dense, ref_dense)
 
 
+def test_weight_decay_dense_as_torch_adam_sparse_on_the_batch_rows_only():
+    emb, dense = _problem(sparse=False)
+    ref_emb, ref_dense = _problem(sparse=False)
+    _train(emb, dense, [SparseDenseAdam([emb.weight, dense], lr=0.05, weight_decay=0.1)])
+    _train(ref_emb, ref_dense, [
+        torch.optim.Adam([ref_emb.weight, ref_dense], lr=0.05, weight_decay=0.1),
+    ])
+    torch.testing.assert_close(emb.weight, ref_emb.weight)
+    torch.testing.assert_close(dense, ref_dense)
+    # sparse: the decay is lazy, the batch's rows only (and it changes them)
+    emb, dense = _problem(sparse=True)
+    plain_emb, plain_dense = _problem(sparse=True)
+    start = emb.weight.detach().clone()
+    _train(emb, dense, [SparseDenseAdam([emb.weight, dense], lr=0.05, weight_decay=0.5)], steps=1)
+    _train(plain_emb, plain_dense, [SparseDenseAdam([plain_emb.weight, plain_dense], lr=0.05)], steps=1)
+    moved = (emb.weight != start).any(dim=1)
+    assert 0 < int(moved.sum()) <= 16
+    assert not torch.equal(emb.weight[moved], plain_emb.weight[moved])
+
+
 def test_state_dict_round_trip_and_pickle():
     emb, dense = _problem(sparse=True)
     opt = SparseDenseAdam([emb.weight, dense], lr=0.05)
@@ -83,6 +103,7 @@ def test_state_dict_round_trip_and_pickle():
         (dict(lr=-1.0), "learning rate"),
         (dict(betas=(1.0, 0.9)), "betas"),
         (dict(eps=-1.0), "eps"),
+        (dict(weight_decay=-1.0), "weight_decay"),
     ],
 )
 def test_invalid_arguments(kwargs, match):

@@ -29,6 +29,9 @@ class SparseDenseAdam(torch.optim.Optimizer):
         Decay rates of the first and second moment estimates.
     eps : float, default=1e-8
         Term added to the denominator.
+    weight_decay : float, default=0.0
+        L2 penalty added to the gradient, as :class:`torch.optim.Adam`'s
+        (coupled). For a sparse gradient, lazily: on the rows of the batch.
 
     Examples
     --------
@@ -47,14 +50,16 @@ class SparseDenseAdam(torch.optim.Optimizer):
     [0, 1]
     """
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         if not lr >= 0.0:
             raise ValueError(f"Invalid learning rate: {lr}")
         if not 0.0 <= betas[0] < 1.0 or not 0.0 <= betas[1] < 1.0:
             raise ValueError(f"Invalid betas: {betas}")
         if not eps >= 0.0:
             raise ValueError(f"Invalid eps: {eps}")
-        super().__init__(params, dict(lr=lr, betas=betas, eps=eps))
+        if not weight_decay >= 0.0:
+            raise ValueError(f"Invalid weight_decay: {weight_decay}")
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -63,7 +68,7 @@ class SparseDenseAdam(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            lr, eps = group["lr"], group["eps"]
+            lr, eps, decay = group["lr"], group["eps"], group.get("weight_decay", 0.0)
             beta1, beta2 = group["betas"]
             for p in group["params"]:
                 if p.grad is None:
@@ -82,6 +87,8 @@ class SparseDenseAdam(torch.optim.Optimizer):
                     step_size = lr * math.sqrt(bias2) / bias1
                     grad = grad.coalesce()  # unique, sorted rows
                     rows, values = grad.indices()[0], grad.values()
+                    if decay:
+                        values = values.add(p.index_select(0, rows), alpha=decay)
                     # index_select/index_copy_/index_put_ are several times
                     # faster on CPU than advanced indexing and index_add_
                     m = exp_avg.index_select(0, rows).mul_(beta1).add_(values, alpha=1 - beta1)
@@ -92,6 +99,8 @@ class SparseDenseAdam(torch.optim.Optimizer):
                     update = m.div_(v.sqrt_().add_(eps)).mul_(-step_size)
                     p.index_put_((rows,), update, accumulate=True)
                 else:  # as torch.optim.Adam
+                    if decay:
+                        grad = grad.add(p, alpha=decay)
                     exp_avg.mul_(beta1).add_(grad, alpha=1 - beta1)
                     exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
                     denom = exp_avg_sq.sqrt().div_(math.sqrt(bias2)).add_(eps)

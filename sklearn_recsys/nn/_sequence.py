@@ -49,15 +49,24 @@ class _SequenceEncoder(Scorer):
     """Item embeddings, output layer and the scoring protocol."""
 
     def __init__(self, n_items, embedding_dim, max_len, dropout, tie_weights, init_std,
-                 n_item_features=0, item_feature_width=1, standalone_attributes=False):
+                 n_item_features=0, item_feature_width=1, standalone_attributes=False,
+                 sparse=False):
         super().__init__()
+        if sparse and n_item_features:
+            raise ValueError(
+                "sparse=True needs item embeddings without attributes: an item's "
+                "attribute embedding is computed for the whole catalogue."
+            )
         self.n_items = n_items
         self.embedding_dim = embedding_dim
         self.max_len = max_len
         self.tie_weights = tie_weights
         self.init_std = init_std
-        self.item_embedding = nn.Embedding(n_items + 1, embedding_dim, padding_idx=0)
-        self.output_embedding = None if tie_weights else nn.Embedding(n_items, embedding_dim)
+        self.sparse = sparse
+        self.item_embedding = nn.Embedding(n_items + 1, embedding_dim, padding_idx=0, sparse=sparse)
+        self.output_embedding = (
+            None if tie_weights else nn.Embedding(n_items, embedding_dim, sparse=sparse)
+        )
         self.output_bias = nn.Parameter(torch.zeros(n_items))
         self.dropout = Dropout(dropout)
         # item attributes: one more column than the embeddings (the output bias)
@@ -141,6 +150,15 @@ class _SequenceEncoder(Scorer):
         weight, bias = self._output_terms()
         return (user_repr * take(weight, items)).sum(-1) + take(bias, items)
 
+    def _output_rows(self, weight, items):
+        """Output embeddings of ``items``: with ``sparse``, a lookup whose
+        gradient holds these rows only (not the whole table)."""
+        if not self.sparse:
+            return take(weight, items)
+        if self.output_embedding is None:  # tied: input table, row 0 the padding
+            return F.embedding(items + 1, self.item_embedding.weight, sparse=True)
+        return F.embedding(items, self.output_embedding.weight, sparse=True)
+
     def forward(self, seqs, targets, neg_items=None, shared_items=None):
         states = self.sequence_states(seqs)
         mask = targets > 0
@@ -151,13 +169,17 @@ class _SequenceEncoder(Scorer):
             if self.item_attributes is not None:
                 bias = self.item_attributes.mask_untrained(bias)
             return torch.addmm(bias[None, :], h, weight.T), labels
-        pos = (h * take(weight, labels)).sum(-1) + take(bias, labels)
+        pos = (h * self._output_rows(weight, labels)).sum(-1) + take(bias, labels)
         if shared_items is not None:  # one sample shared by the batch (sampled softmax)
             sample = shared_items[0]
-            neg_scores = torch.addmm(take(bias, sample)[None, :], h, take(weight, sample).T)
+            neg_scores = torch.addmm(
+                take(bias, sample)[None, :], h, self._output_rows(weight, sample).T
+            )
             return torch.cat([pos[:, None], neg_scores], dim=1), (labels, sample)
         neg = neg_items[mask]
-        neg_scores = torch.einsum("nd,nkd->nk", h, take(weight, neg)) + take(bias, neg)
+        neg_scores = (
+            torch.einsum("nd,nkd->nk", h, self._output_rows(weight, neg)) + take(bias, neg)
+        )
         return torch.cat([pos[:, None], neg_scores], dim=1), None
 
 
@@ -193,15 +215,20 @@ class LSTMEncoder(_SequenceEncoder):
     standalone_attributes : bool, default=False
         Hold a standalone map of the item attributes, which scores the items
         without their own vector (set by the estimator after training).
+    sparse : bool, default=False
+        Item embedding tables with sparse gradients: a step of a sampled loss
+        (sampled softmax, sampled negatives) holds the gradient of the rows
+        it read only, for :class:`~sklearn_recsys.nn.SparseDenseAdam`. Not
+        with item attributes.
     """
 
     def __init__(
         self, n_items, embedding_dim=64, max_len=50, n_layers=2, dropout=0.2,
         tie_weights=True, init_std=0.2, n_item_features=0, item_feature_width=1,
-        standalone_attributes=False,
+        standalone_attributes=False, sparse=False,
     ):
         super().__init__(n_items, embedding_dim, max_len, dropout, tie_weights, init_std,
-                         n_item_features, item_feature_width, standalone_attributes)
+                         n_item_features, item_feature_width, standalone_attributes, sparse)
         # One LSTM per layer, with this package's dropout between them (the
         # dropout of a multi-layer nn.LSTM draws from the global generator).
         self.lstm = nn.ModuleList(
@@ -299,19 +326,24 @@ class SelfAttentionEncoder(_SequenceEncoder):
     standalone_attributes : bool, default=False
         Hold a standalone map of the item attributes, which scores the items
         without their own vector (set by the estimator after training).
+    sparse : bool, default=False
+        Item embedding tables with sparse gradients: a step of a sampled loss
+        (sampled softmax, sampled negatives) holds the gradient of the rows
+        it read only, for :class:`~sklearn_recsys.nn.SparseDenseAdam`. Not
+        with item attributes.
     """
 
     def __init__(
         self, n_items, embedding_dim=64, max_len=50, n_blocks=2, n_heads=1, dropout=0.2,
         tie_weights=True, init_std=0.05, n_item_features=0, item_feature_width=1,
-        standalone_attributes=False,
+        standalone_attributes=False, sparse=False,
     ):
         if embedding_dim % n_heads:
             raise ValueError(
                 f"embedding_dim={embedding_dim} must be divisible by n_heads={n_heads}."
             )
         super().__init__(n_items, embedding_dim, max_len, dropout, tie_weights, init_std,
-                         n_item_features, item_feature_width, standalone_attributes)
+                         n_item_features, item_feature_width, standalone_attributes, sparse)
         self.position_embedding = nn.Embedding(max_len, embedding_dim)
         self.blocks = nn.ModuleList(
             _AttentionBlock(embedding_dim, n_heads, dropout) for _ in range(n_blocks)
