@@ -35,14 +35,32 @@ training interactions / fit wall time), median epoch time, peak GPU memory
 (``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``,
 through the harness's ``PeakMemory``), peak RSS growth, ``recommend``
 latency (median of 5 calls, 2 with ``--quick``, for 256 known users, k=10,
-CUDA-synchronised, after one warm-up call) and the quality figure. When an estimator's
-``get_params()`` has a ``precision`` key (mixed precision), it is also
-fitted on the device with ``precision="bf16"`` and the speed-up and quality
-are reported; otherwise ``"amp": "not available in this version"``.
+CUDA-synchronised, after one warm-up call) and the quality figure.
+
+Mixed precision (AMP): every neural estimator (those whose ``get_params()``
+has an ``accelerator`` key) is fitted a third time, on the device under
+test, with ``accelerator=Accelerator(mixed_precision="bf16",
+cpu=(device == "cpu"))`` (Hugging Face Accelerate: the forward pass and the
+loss run under ``torch.autocast``), the same data, seed and epochs. Its
+``"amp"`` entry holds that fit (``"run"``, measured as above), the fit and
+median-epoch speed-ups over the default-precision fit on the same device
+(``"fit_speedup"``, ``"epoch_speedup"``: default time / bf16 time, above 1
+when bf16 is faster), the ratio of peak GPU memory (``"cuda_peak_ratio"``,
+CUDA only) and ``"quality"``: default precision against bf16 with the same
+tolerance (a failure fails the check). Accelerate keeps one configuration
+per process, so one Accelerator is created, on first use, and reused for
+every estimator (``free_memory()`` after each fit). ``"amp"`` is a string
+saying why when there is no such fit: ``"not available in this version"``
+for the baselines (no ``accelerator`` parameter), ``"accelerate not
+installed"``, or ``"skipped: ..."`` when the accelerator would not train on
+the device under test (e.g. it picks ``cuda:0`` and the device is another
+GPU), or cannot be created (e.g. no bf16 support). On the CPU the figures
+are CPU bf16 ones (often slower than float32), not a GPU's.
 
 Every estimator is first fitted once on tiny data (1 epoch) on the CPU and
-on the device, so that lazy imports, CUDA context creation, cuBLAS/cuDNN
-initialisation and kernel loading are not charged to the timed fits.
+on the device (and, for the neural ones, through the bf16 accelerator), so
+that lazy imports, CUDA context creation, cuBLAS/cuDNN initialisation,
+Accelerate's set-up and kernel loading are not charged to the timed fits.
 
 Usage (from the repository root)::
 
@@ -107,6 +125,7 @@ REC_REPEATS = 5  # timed recommend calls (after one warm-up call)
 REC_REPEATS_QUICK = 2
 AMP_PRECISION = "bf16"
 AMP_MISSING = "not available in this version"
+AMP_NO_ACCELERATE = "accelerate not installed"
 
 # epochs of the neural models (full size; --quick uses QUICK_EPOCHS)
 EPOCHS = {"mf_mse": 20, "mf_bce": 10, "mf_bpr": 10, "mf_softmax": 30, "neumf": 10,
@@ -304,13 +323,23 @@ def recommend_latency(est, device, repeats):
             "recommend_s_all": times}
 
 
-def measure(spec, device, quick, **extra):
-    """Fit ``spec`` on ``device``; timings, memory, latency and quality."""
+def measure(spec, device, quick, accelerator=None):
+    """Fit ``spec`` on ``device``; timings, memory, latency and quality.
+
+    With ``accelerator`` (one that trains on ``device``), the estimator
+    trains through it; its references to the fit are freed afterwards.
+    """
     data = spec.data
-    run = {"device": str(device), **extra}
+    run = {"device": str(device)}
     est = None
     try:
-        est = spec.make(device, quick, **extra)
+        if accelerator is None:
+            est = spec.make(device, quick)
+        else:
+            run["accelerator"] = _describe_accelerator(accelerator)
+            # the accelerator's own spelling of its device (``device`` must
+            # not contradict it: "cuda" and "cuda:0" differ for torch)
+            est = spec.make(str(accelerator.device), quick, accelerator=accelerator)
         _cleanup(device)
         with PeakMemory(interval=0.05, device=device) as mem, Timer(device) as t:
             est.fit(*data.fit_args())
@@ -348,6 +377,8 @@ def measure(spec, device, quick, **extra):
               file=sys.stderr, flush=True)
     finally:
         del est
+        if accelerator is not None:
+            accelerator.free_memory()  # drop its references to this fit
         _cleanup(device)
     return run
 
@@ -362,16 +393,97 @@ def compare(cpu_value, dev_value, abs_tol):
             "allowed": allowed, "ok": bool(diff <= allowed)}
 
 
-def amp_check(spec, device, quick, fp32, abs_tol):
-    """Fit with ``precision=AMP_PRECISION`` when the estimator has it."""
+class AmpAccelerator:
+    """The one bf16 ``Accelerator`` of this process, created on first use.
+
+    Accelerate keeps one configuration per process: a second Accelerator
+    with other settings raises, so the first one is kept and reused.
+    ``get(device)`` returns ``(accelerator, None)`` or ``(None, why not)``.
+    """
+
+    def __init__(self):
+        self._accelerator, self._cpu, self._why_not = None, None, None
+
+    def get(self, device):
+        cpu = not _is_cuda(device)
+        if self._accelerator is None and self._why_not is None:
+            try:
+                from accelerate import Accelerator
+            except ImportError:
+                self._why_not = AMP_NO_ACCELERATE
+            else:
+                try:
+                    self._accelerator = Accelerator(mixed_precision=AMP_PRECISION,
+                                                    cpu=cpu)
+                    self._cpu = cpu
+                except Exception as exc:  # e.g. a GPU without bf16
+                    self._why_not = (f"skipped: Accelerator(mixed_precision="
+                                     f"{AMP_PRECISION!r}) failed: "
+                                     f"{type(exc).__name__}: {exc}"[:500])
+        if self._why_not is not None:
+            return None, self._why_not
+        if self._cpu != cpu:
+            return None, ("skipped: this process's accelerator was made for "
+                          f"{'the CPU' if self._cpu else 'CUDA'}, not {device}")
+        acc = self._accelerator
+        if acc.num_processes != 1:
+            return None, (f"skipped: {acc.num_processes} processes; the check "
+                          "compares one-process fits")
+        if _resolve(acc.device) != _resolve(device):
+            return None, (f"skipped: the accelerator trains on "
+                          f"{_resolve(acc.device)}, not on the device under test "
+                          f"{_resolve(device)}")
+        return acc, None
+
+
+def _resolve(device):
+    """``torch.device`` with the CUDA index made explicit ("cuda" -> "cuda:N")."""
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    return str(device)
+
+
+def _describe_accelerator(acc):
+    return {"mixed_precision": str(acc.mixed_precision), "device": str(acc.device),
+            "num_processes": int(acc.num_processes)}
+
+
+def _has_accelerator(spec, device, quick):
+    """Whether the estimator takes an ``accelerator`` (the neural ones)."""
+    return "accelerator" in spec.make(device, quick).get_params()
+
+
+def _amp_figures(amp):
+    """One line of the AMP result for the progress log."""
+    if isinstance(amp, str):
+        return amp
+    if "quality" not in amp or "fit_speedup" not in amp:
+        return "fit failed"
+    q = amp["quality"]
+    epoch = (f"epoch x{amp['epoch_speedup']:.2f}, " if "epoch_speedup" in amp else "")
+    return (f"{epoch}fit x{amp['fit_speedup']:.2f}, quality "
+            f"{q['fp32']:.4f} -> {q[AMP_PRECISION]:.4f} "
+            f"({'ok' if q['ok'] else 'FAIL'})")
+
+
+def amp_check(spec, device, quick, fp32, abs_tol, amp):
+    """Fit through the bf16 accelerator (``amp``: :class:`AmpAccelerator`)
+    when the estimator has an ``accelerator`` parameter; compare with the
+    default-precision fit ``fp32`` on the same device."""
     try:
-        params = spec.make(device, quick).get_params()
+        supported = _has_accelerator(spec, device, quick)
     except Exception as exc:
         return {"error": _error(exc)}
-    if "precision" not in params:
+    if not supported:
         return AMP_MISSING
-    run = measure(spec, device, quick, precision=AMP_PRECISION)
-    out = {"precision": AMP_PRECISION, "default_precision": params["precision"],
+    accelerator, why_not = amp.get(device)
+    if accelerator is None:
+        return why_not
+    run = measure(spec, device, quick, accelerator=accelerator)
+    out = {"precision": AMP_PRECISION, "default_precision": "float32",
+           "parameter": f"accelerator=Accelerator(mixed_precision={AMP_PRECISION!r}, "
+                        f"cpu={not _is_cuda(device)})",
            "run": run}
     if "error" in run or "error" in fp32:
         out["quality"] = {"ok": False, "reason": "a fit failed"}
@@ -387,20 +499,27 @@ def amp_check(spec, device, quick, fp32, abs_tol):
     return out
 
 
-def warm_up(all_specs, devices):
+def warm_up(all_specs, devices, accelerator=None, amp_device=None):
     """Fit every estimator once on tiny data (1 epoch) on each device, so
     that one-off costs (lazy imports, CUDA context, cuBLAS/cuDNN handles,
-    kernel loading) are not charged to the timed fits."""
+    kernel loading) are not charged to the timed fits; with ``accelerator``,
+    the neural ones once more through it on ``amp_device`` (Accelerate's
+    set-up, bf16 kernels)."""
     implicit, explicit, sequential, content = synthetic_data(quick=True)
     tiny = {"synthetic-implicit": implicit, "synthetic-explicit": explicit,
             "synthetic-sequential": sequential}
+    passes = [(str(device), device, None) for device in dict.fromkeys(devices)]
+    if accelerator is not None:
+        passes.append((f"{amp_device} {AMP_PRECISION}", amp_device, accelerator))
     out = {}
-    for device in dict.fromkeys(devices):
+    for name, device, acc in passes:
         seen, errors = set(), {}
         with Timer(device) as t:
             for spec in all_specs:
                 if spec.label in seen or spec.data.name not in tiny:
                     continue
+                if acc is not None and not spec.epochs_key:
+                    continue  # the baselines have no accelerator
                 seen.add(spec.label)
                 params = dict(spec.params)
                 if "item_content" in params:
@@ -410,15 +529,21 @@ def warm_up(all_specs, devices):
                 est = None
                 try:
                     extra = {"max_iter": 1} if spec.epochs_key else {}
-                    est = small.make(device, True, **extra)
+                    if acc is None:
+                        est = small.make(device, True, **extra)
+                    else:
+                        est = small.make(str(acc.device), True, accelerator=acc,
+                                         **extra)
                     est.fit(*small.data.fit_args())
                     est.recommend(np.asarray(est.user_ids_)[:8], k=K)
                 except Exception as exc:  # the timed run reports it
                     errors[spec.label] = f"{type(exc).__name__}: {exc}"[:500]
                 finally:
                     del est
+                    if acc is not None:
+                        acc.free_memory()
                     _cleanup(device)
-        out[device] = {"seconds": t.elapsed, "errors": errors}
+        out[name] = {"seconds": t.elapsed, "errors": errors}
     return out
 
 
@@ -453,7 +578,8 @@ def summary_rows(results):
         cpu, dev, q = r["cpu"], r["device"], r["quality"]
         amp = r["amp"]
         if isinstance(amp, str):
-            amp_cell = "n/a"
+            amp_cell = ("no accelerate" if amp == AMP_NO_ACCELERATE
+                        else "skipped" if amp.startswith("skipped") else "n/a")
         elif "epoch_speedup" in amp or "fit_speedup" in amp:
             amp_cell = (f"x{amp.get('epoch_speedup', amp.get('fit_speedup')):.2f}"
                         + ("" if amp["quality"].get("ok") else " FAIL"))
@@ -525,7 +651,12 @@ def main(argv=None):
         "recommend": {"users": REC_USERS, "k": K,
                       "timed_calls": REC_REPEATS_QUICK if args.quick else REC_REPEATS,
                       "statistic": "median, after one warm-up call"},
-        "amp": {"parameter": "precision", "value": AMP_PRECISION},
+        "amp": {"parameter": "accelerator",
+                "value": f"Accelerator(mixed_precision={AMP_PRECISION!r}, "
+                         f"cpu={not _is_cuda(device)})",
+                "precision": AMP_PRECISION, "compared_with": "float32 (default)",
+                "device": device, "estimators": "neural (with an accelerator "
+                "parameter); the baselines: not available"},
     }
     payload = {"passed": False, "failures": [], "hardware": format_environment(env),
                "environment": env, "gpu": None, "settings": settings}
@@ -557,7 +688,20 @@ def main(argv=None):
         else "used" if movielens is not None
         else "skipped (no ml-100k/ under --data-home)")
     all_specs = specs(implicit, explicit, sequential, content, movielens)
-    payload["warm_up"] = warm_up(all_specs, ["cpu", device])
+    amp = AmpAccelerator()  # the process's one bf16 accelerator, on first use
+    accelerator = None
+
+    def neural(spec):
+        try:
+            return _has_accelerator(spec, device, args.quick)
+        except Exception:  # measure() and amp_check() report it
+            return False
+
+    if any(neural(spec) for spec in all_specs):
+        accelerator, why_not = amp.get(device)
+        settings["amp"]["status"] = (
+            _describe_accelerator(accelerator) if accelerator is not None else why_not)
+    payload["warm_up"] = warm_up(all_specs, ["cpu", device], accelerator, device)
     print("warm-up (every estimator, tiny data, 1 epoch): " + ", ".join(
         f"{d} {w['seconds']:.1f} s" for d, w in payload["warm_up"].items()), flush=True)
 
@@ -567,16 +711,16 @@ def main(argv=None):
         cpu = measure(spec, "cpu", args.quick)
         dev = measure(spec, device, args.quick)
         quality = compare(cpu.get("quality"), dev.get("quality"), abs_tol)
-        amp = amp_check(spec, device, args.quick, dev, abs_tol)
+        amp_entry = amp_check(spec, device, args.quick, dev, abs_tol, amp)
         errors = [f"{side}: {run['error']['type']}: {run['error']['message']}"
                   for side, run in (("cpu", cpu), ("device", dev))
                   if "error" in run]
         ok = not errors and quality["ok"]
-        if isinstance(amp, dict):
-            if "error" in amp or "error" in amp.get("run", {}):
+        if isinstance(amp_entry, dict):
+            if "error" in amp_entry or "error" in amp_entry.get("run", {}):
                 errors.append("amp: fit failed")
                 ok = False
-            elif not amp["quality"]["ok"]:
+            elif not amp_entry["quality"]["ok"]:
                 ok = False
         entry = {
             "estimator": spec.label, "class": spec.cls.__name__,
@@ -588,7 +732,7 @@ def main(argv=None):
             | ({"max_iter": QUICK_EPOCHS if args.quick else EPOCHS[spec.epochs_key],
                 "random_state": SEED} if spec.epochs_key else {}),
             "quality": quality, "ok": ok, "errors": errors,
-            "cpu": cpu, "device": dev, "amp": amp,
+            "cpu": cpu, "device": dev, "amp": amp_entry,
         }
         results.append(entry)
         if not ok:
@@ -596,7 +740,8 @@ def main(argv=None):
         print(f"{spec.label} [{spec.data.name}]: {spec.data.metric} "
               f"cpu {_fmt(cpu.get('quality'), '.4f')} {device} "
               f"{_fmt(dev.get('quality'), '.4f')} -> {'ok' if ok else 'FAIL'} "
-              f"({time.perf_counter() - t0:.1f} s)", flush=True)
+              f"({time.perf_counter() - t0:.1f} s); {AMP_PRECISION} on {device}: "
+              f"{_amp_figures(amp_entry)}", flush=True)
 
     payload["results"] = results
     payload["passed"] = not payload["failures"]
@@ -610,6 +755,9 @@ def main(argv=None):
         summary_rows(results), COLUMNS,
         note=f"Quality agrees when |{device} - cpu| <= {REL_TOL:.0%} of cpu + "
         f"{abs_tol}. Times: medians; rec = recommend({REC_USERS} users, k={K}). "
+        f"AMP: {AMP_PRECISION} (Accelerate) on {device}, median-epoch speed-up over "
+        f"the default precision on {device} (x>1: faster), FAIL when its quality "
+        "leaves the tolerance; n/a: no accelerator parameter. "
         f"Written to {path}.\n{verdict}")
     return 0 if payload["passed"] else 1
 
