@@ -138,8 +138,11 @@ _NET_PARAMS = """\
         when given), ``optimizer`` (a class), and ``module__*`` (arguments of
         the network), ``optimizer__*``, ``criterion__*``,
         ``iterator_train__*``/``iterator_valid__*`` (``batch_size``,
-        ``shuffle``) and ``callbacks__*``. They are parameters like the
-        others: in ``get_params``, settable in grids, kept by ``clone``."""
+        ``shuffle``), ``callbacks__*``, and ``compile=True`` (train the
+        network compiled by :func:`torch.compile`, with ``compile__*`` as its
+        arguments; the fitted model keeps the module itself). They are
+        parameters like the others: in ``get_params``, settable in grids,
+        kept by ``clone``."""
 
 _NEURAL_ATTRIBUTES = """\
     loss_curve_ : list of float

@@ -66,10 +66,10 @@ def _silent(*args, **kwargs):
 
 # skorch's own parameters a neural estimator accepts as keyword arguments and
 # routes to its net, as skorch documents them (``NeuralNet(lr=..., module__x=...)``)
-_NET_PARAMS = ("lr", "max_epochs", "optimizer")
+_NET_PARAMS = ("lr", "max_epochs", "optimizer", "compile")
 _NET_PREFIXES = (
     "module__", "optimizer__", "criterion__", "iterator_train__", "iterator_valid__",
-    "callbacks__",
+    "callbacks__", "compile__",
 )
 
 
@@ -512,6 +512,10 @@ class NeuralRecommender(BaseRecommender):
         # an accelerator placed the network (skorch's device None): say where
         # it lives, for scoring and unpickling
         net.device = fit.device
+        # skorch's compile=True trained torch.compile'd modules: keep the
+        # modules themselves (scoring, artifacts and pickles use them)
+        for name in ("module_", "criterion_"):
+            setattr(net, name, getattr(getattr(net, name), "_orig_mod", getattr(net, name)))
         net.module_.eval()  # scoring mode; training switches it back itself
         history = net.history
         return {
@@ -585,7 +589,8 @@ class NeuralRecommender(BaseRecommender):
         optimizer_params = {**optimizer_params, **self._net_params_for("optimizer")}
         routed = {  # skorch's iterator_*__ and callbacks__ parameters, as given
             k: v for k, v in net.items()
-            if k.startswith(("iterator_train__", "iterator_valid__", "callbacks__"))
+            if k.startswith(("iterator_train__", "iterator_valid__", "callbacks__", "compile__"))
+            or k == "compile"
         }
         net_class, accelerated = RecommenderNet, {"device": fit.device}
         if getattr(self, "accelerator", None) is not None:

@@ -149,6 +149,28 @@ def test_skorch_parameters_are_parameters(table):
     assert lstm.net_.history[-1, "train_batch_count"] == -(-len(table["user"].unique()) // 16)
 
 
+def test_compile_trains_a_compiled_network_and_keeps_the_module(table, tmp_path):
+    import pickle
+
+    from sklearn_recsys import load, save
+    from sklearn_recsys.nn import BiasedMF
+
+    plain = MatrixFactorization(loss="bpr", max_iter=2, random_state=0).fit(table)
+    compiled = MatrixFactorization(
+        loss="bpr", max_iter=2, random_state=0, compile=True, compile__dynamic=True,
+    )
+    assert clone(compiled).get_params()["compile__dynamic"] is True
+    compiled.fit(table)
+    assert type(compiled.net_.module_) is BiasedMF  # not torch's OptimizedModule
+    # compiled kernels round differently: the same training within float noise
+    np.testing.assert_allclose(compiled.loss_curve_, plain.loss_curve_, rtol=1e-3)
+    users = table["user"].unique()[:4]
+    again = pickle.loads(pickle.dumps(compiled))
+    save(compiled, tmp_path / "model")
+    for model in (again, load(tmp_path / "model")):
+        np.testing.assert_array_equal(model.recommend(users, k=3)[0], compiled.recommend(users, k=3)[0])
+
+
 def test_unknown_keyword_arguments_are_refused_at_fit(table):
     est = MatrixFactorization(loss="bpr", not_a_param=1, **FAST)  # kept, as skorch does
     with pytest.raises(TypeError, match="not_a_param"):
