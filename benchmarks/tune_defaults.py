@@ -77,6 +77,13 @@ CANDIDATES = {
             for batch in (1024, 4096, 8192) for alpha in (0.07, 0.1, 0.15)
             for epochs in (20, 30, 40)
         },
+        **{
+            f"mf-sampled-k{k}": (
+                lambda k=k: MatrixFactorization(
+                    loss="sampled_softmax", n_negatives=k, random_state=0)
+            )
+            for k in (512, 1024, 2048, 4096)
+        },
         "ease": lambda: EASE(),
         "itemknn": lambda: ItemKNN(),
         "popularity": lambda: Popularity(),

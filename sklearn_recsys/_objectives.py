@@ -175,10 +175,9 @@ class UserRowSample:
     weights on the device and gets ``pos_items``/``pos_values`` ``(B, M)``
     (each row's items and weights, padded with item 0 and weight 0 to the
     batch's longest row), ``shared_items`` ``(B, K)`` (the same ``K`` items,
-    drawn from the proposal ``log_q``, in every row), ``shared_weights``
+    drawn from the proposal ``log_q``, in every row) and ``shared_weights``
     ``(B, K)`` (self-normalised importance weights ``1 / q``: the weighted
-    mean over the sample estimates the mean over the catalogue) and
-    ``shared_hits`` ``(B, K)`` (a sampled item that is one of the row's own). Memory grows
+    mean over the sample estimates the mean over the catalogue). Memory grows
     with the batch's users times ``M + K``, never with the catalogue.
 
     Parameters
@@ -197,10 +196,6 @@ class UserRowSample:
         self.values = values
         self.n_items = n_items
         self.sampler = SharedNegatives(log_q, n_negatives)
-        rows = torch.repeat_interleave(
-            torch.arange(len(indptr) - 1, device=indptr.device), indptr[1:] - indptr[:-1]
-        )
-        self.keys = rows * n_items + indices  # sorted: rows, then columns
 
     def __call__(self, batch, generator):
         rows = batch.pop("rows")
@@ -217,23 +212,23 @@ class UserRowSample:
         # (for the L2 term on the item factors): 1 / (n_items * q), normalised
         w = torch.exp(-self.sampler.log_q[batch["shared_items"][0]])
         batch["shared_weights"] = (w / w.sum())[None, :].expand(len(rows), -1)
-        keys = rows[:, None] * self.n_items + batch["shared_items"]
-        at = torch.searchsorted(self.keys, keys).clamp(max=max(len(self.keys) - 1, 0))
-        batch["shared_hits"] = self.keys[at] == keys
         return batch
 
 
-def sampled_multinomial_loss(pos, pos_items, pos_values, neg, neg_items, hits, log_q):
+def sampled_multinomial_loss(pos, pos_items, pos_values, neg, neg_items, log_q):
     """Sampled softmax over batches of whole users: the weighted mean per interaction.
 
     ``pos`` ``(B, M)`` scores each row's own items ``pos_items`` (weights
     ``pos_values``, 0 for padding), ``neg`` ``(B, K)`` the shared sample
-    ``neg_items`` ``(K,)``; ``hits`` ``(B, K)`` marks sampled items that are
-    the row's own (left out). Each interaction's loss is the cross-entropy of
+    ``neg_items`` ``(K,)``. Each interaction's loss is the cross-entropy of
     its item over itself and the sample, all scores corrected by ``log_q``.
+    The row's own items stay in the sample: the full softmax's denominator
+    holds every item, a user's other items included, so that they compete
+    with each other (leaving them out optimises another objective, measured
+    worse, and the more so the larger the sample).
     """
     pos_c = pos - log_q[pos_items]
-    neg_c = (neg - log_q[neg_items][None, :]).masked_fill(hits, float("-inf"))
+    neg_c = neg - log_q[neg_items][None, :]
     lse_neg = torch.logsumexp(neg_c, dim=1, keepdim=True)
     value = torch.logaddexp(pos_c, lse_neg) - pos_c
     mass = pos_values.sum().clamp(min=torch.finfo(pos.dtype).tiny)
@@ -337,8 +332,8 @@ class RecommenderLoss(nn.Module):
       weighted by ``y``.
     * ``"sampled_softmax"``: the ``"softmax"`` loss estimated on a sample of
       items shared by the batch (:class:`UserRowSample`): the module returns
-      ``(pos (B, M), neg (B, K), penalty, pos_items, pos_values, sample,
-      hits)`` and the loss is :func:`sampled_multinomial_loss`.
+      ``(pos (B, M), neg (B, K), penalty, pos_items, pos_values, sample)``
+      and the loss is :func:`sampled_multinomial_loss`.
     * ``"softmax"``: the module scored a batch of users against the whole
       catalogue: ``pos`` holds the ``(B, n_items)`` scores and ``neg`` the
       target weights of the same shape (:class:`UserRowTargets`); the loss

@@ -189,7 +189,7 @@ class BiasedMF(LinearItemScorer):
 
     def forward(
         self, users, items=None, neg_items=None, targets=None, shared_items=None,
-        pos_items=None, pos_values=None, shared_hits=None, shared_weights=None,
+        pos_items=None, pos_values=None, shared_weights=None,
     ):
         """Training output ``(pos, neg, penalty)`` of a batch.
 
@@ -198,10 +198,10 @@ class BiasedMF(LinearItemScorer):
         (the full-catalogue loss): the ``(B, n_items)`` scores of the users,
         the targets passed through, and each user's penalty
         ``|p_u|^2 + mean_i |q_i|^2``. With ``pos_items``/``pos_values``
-        ``(B, M)``, ``shared_items``, ``shared_hits`` and ``shared_weights``
+        ``(B, M)``, ``shared_items`` and ``shared_weights``
         (the sampled softmax: whole users against one sample of ``K`` items,
         see :class:`~sklearn_recsys._objectives.UserRowSample`): ``(pos (B,
-        M), neg (B, K), penalty, pos_items, pos_values, sample, hits)``, the
+        M), neg (B, K), penalty, pos_items, pos_values, sample)``, the
         penalty ``|p_u|^2`` plus the ``shared_weights``-weighted mean squared
         norm of the sampled items (an estimate of the catalogue's mean).
 
@@ -225,7 +225,7 @@ class BiasedMF(LinearItemScorer):
                 else (item_norms * shared_weights[0]).sum()
             )
             penalty = (u * u).sum(-1) + item_penalty
-            return pos, neg, penalty, pos_items, pos_values, sample, shared_hits
+            return pos, neg, penalty, pos_items, pos_values, sample
         if targets is not None:
             q_aug, offset = self.item_linear_terms()
             if self.training and self.item_attributes is not None:
