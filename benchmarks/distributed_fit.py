@@ -103,7 +103,8 @@ def estimator(model, accelerator, max_iter, images):
 def parameter_checksum(est):
     """One number per process: equal on every process when the models are."""
     with torch.no_grad():
-        return float(sum(p.double().abs().sum() for p in est.net_.module_.parameters()))
+        tensors = [*est.net_.module_.parameters(), *est.net_.module_.buffers()]
+        return float(sum(t.double().abs().sum() for t in tensors if t.is_floating_point()))
 
 
 def main(argv=None):

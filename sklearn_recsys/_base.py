@@ -308,8 +308,8 @@ class BaseRecommender(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     def _validate_fit_input(self, X, y):
         """Validate ``X``/``y`` into a :class:`FitData`; nothing is stored."""
         rng = check_random_state(getattr(self, "random_state", None))
+        device = self._fit_device()  # checked before any collective call
         seed = self._fit_seed(int(rng.randint(np.iinfo(np.int32).max)))
-        device = self._fit_device()
         if is_table(X):
             data, user_index, item_index = table_to_interactions(
                 X, y, user_col=self.user_col, item_col=self.item_col,

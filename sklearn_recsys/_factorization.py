@@ -341,6 +341,8 @@ class MatrixFactorization(PairRecommender):
 
     def _sparse_solver(self, n_users, n_items):
         """Whether this fit trains with sparse embedding gradients."""
+        if not self._optimizer_takes_sparse(self.solver):
+            return False
         if self.solver != "auto":
             return self.solver == "sparse_adam"
         if self._n_processes() > 1:  # DDP all-reduces dense gradients

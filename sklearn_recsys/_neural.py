@@ -128,6 +128,22 @@ class NeuralRecommender(BaseRecommender):
         accelerator = getattr(self, "accelerator", None)
         return 1 if accelerator is None else int(accelerator.num_processes)
 
+    def _optimizer_takes_sparse(self, solver):
+        """Whether skorch's ``optimizer`` (if given) can train sparse gradients.
+
+        ``solver="sparse_adam"`` with another optimizer raises a ValueError.
+        """
+        optimizer = self._net_params().get("optimizer")
+        takes = optimizer is None or (
+            isinstance(optimizer, type) and issubclass(optimizer, SparseDenseAdam)
+        )
+        if not takes and solver == "sparse_adam":
+            raise ValueError(
+                f"solver='sparse_adam' trains sparse gradients with SparseDenseAdam, "
+                f"but optimizer={optimizer!r} was given: use solver='adam' with it."
+            )
+        return takes
+
     def _check_accelerator(self):
         """Settings that training through ``accelerator`` cannot honour."""
         if getattr(self, "accelerator", None) is None:
@@ -157,9 +173,10 @@ class NeuralRecommender(BaseRecommender):
         if getattr(self, "accelerator", None) is None:
             return super()._fit_device()
         device = torch.device(self.accelerator.device)
-        if self.device not in ("cpu", "auto") and torch.device(self.device) != device:
+        # the same decision in every process: the kind of device, not its index
+        if self.device not in ("cpu", "auto") and torch.device(self.device).type != device.type:
             raise ValueError(
-                f"device={self.device!r} but the accelerator trains on {str(device)!r}: "
+                f"device={self.device!r} but the accelerator trains on {device.type!r}: "
                 "leave device at 'cpu' (the accelerator places the network) or set "
                 "the accelerator's device."
             )
@@ -509,9 +526,8 @@ class NeuralRecommender(BaseRecommender):
             net = self._make_net(module, fit, training, privacy).fit(training)
         self._after_training(net.module_, fit)
         net.set_params(batch_transform=None, privacy=None)  # training data: not kept
-        # an accelerator placed the network (skorch's device None): say where
-        # it lives, for scoring and unpickling
-        net.device = fit.device
+        if isinstance(net, AcceleratedRecommenderNet):
+            net = net.trained_net(fit.device)  # the accelerator stays the process's
         # skorch's compile=True trained torch.compile'd modules: keep the
         # modules themselves (scoring, artifacts and pickles use them)
         for name in ("module_", "criterion_"):
@@ -601,6 +617,9 @@ class NeuralRecommender(BaseRecommender):
                 # skorch prints through any sink but `print` whatever verbose
                 "callbacks__print_log__sink": self.accelerator.print if self.verbose else _silent,
             }
+            if not getattr(self.accelerator, "device_placement", True):
+                accelerated["device"] = fit.device  # skorch places the network
+            accelerated.update((k, routed.pop(k)) for k in list(routed) if k in accelerated)
         return net_class(
             module, criterion=self._criterion(fit),
             optimizer=net.get("optimizer", optimizer),
@@ -1081,6 +1100,8 @@ class SequenceRecommender(NeuralRecommender):
                 f"cannot train it (loss={self.loss!r} is 'softmax' for this "
                 "catalogue); use solver='auto' or 'adam', or loss='sampled_softmax'."
             )
+        if not self._optimizer_takes_sparse(solver):
+            return False
         if solver != "auto":
             return solver == "sparse_adam"
         if (

@@ -469,7 +469,39 @@ class AcceleratedRecommenderNet(AccelerateMixin, RecommenderNet):
     def notify(self, method_name, **cb_kwargs):
         super().notify(method_name, **cb_kwargs)
         if method_name == "on_train_end":
+            if self.accelerator.num_processes > 1:
+                # every process keeps the batch-norm statistics of process 0
+                # (DDP sends them before each forward, then each process's own
+                # batch updates them)
+                for module in self.module_.modules():
+                    if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                        for buffer in module.buffers():
+                            torch.distributed.broadcast(buffer, src=0)
             self._unwrap_accelerator()
+
+    def trained_net(self, device):
+        """A plain :class:`RecommenderNet` holding this trained net's state.
+
+        The fitted estimator keeps it: no reference to the accelerator (which
+        belongs to the process), which forgets this fit's module and optimizer.
+        """
+        optimizer = getattr(self.optimizer_, "optimizer", self.optimizer_)
+        accelerator = self.accelerator
+        for name, done in (("_models", self.module_), ("_optimizers", self.optimizer_)):
+            kept = getattr(accelerator, name, None)
+            if isinstance(kept, list):
+                kept[:] = [obj for obj in kept if obj is not done]
+        net = RecommenderNet(
+            self.module_, criterion=self.criterion_, device=device, seed=self.seed,
+            max_epochs=self.max_epochs, batch_size=self.batch_size, lr=self.lr,
+            verbose=self.verbose,
+        )
+        # takes the module and criterion instances as they are (the fit's
+        # callbacks, already run, are the estimator's parameter)
+        net.initialize()
+        net.optimizer_ = optimizer
+        net.history = self.history
+        return net
 
 
 _PURPOSES = {"init": 0, "train": 1, "valid": 2, "noise": 3}

@@ -132,6 +132,10 @@ def test_accelerated_model_pickles_clones_and_saves(table, accelerator, tmp_path
     est = MatrixFactorization(loss="bpr", n_components=4, accelerator=accelerator, **FAST)
     assert clone(est).accelerator is accelerator  # the process's accelerator, shared
     est.fit(table[["user", "item"]])
+    clone(est).fit(table[["user", "item"]])
+    # the fitted net keeps no reference to the accelerator, which forgets the fits
+    assert type(est.net_).__name__ == "RecommenderNet"
+    assert not accelerator._models and not accelerator._optimizers
     again = pickle.loads(pickle.dumps(est))
     users = table["user"].unique()[:4]
     np.testing.assert_array_equal(again.recommend(users, k=3)[0], est.recommend(users, k=3)[0])

@@ -451,6 +451,14 @@ def test_auto_solver_goes_sparse_for_a_large_catalogue_with_a_sampled_loss():
 def test_sparse_solver_refusals(small):
     from sklearn_recsys import Attributes, DifferentialPrivacy
 
+    with pytest.raises(ValueError, match="optimizer="):
+        AttentionRecommender(
+            loss="bce", solver="sparse_adam", optimizer=torch.optim.SGD, **FAST
+        ).fit(small)
+    # "auto" stays dense for an optimizer of the user's that takes no sparse gradients
+    model = AttentionRecommender(loss="bce", optimizer=torch.optim.AdamW, **FAST).fit(small)
+    assert not model.net_.module_.item_embedding.sparse
+
     with pytest.raises(ValueError, match="full softmax"):
         AttentionRecommender(loss="softmax", solver="sparse_adam", **FAST).fit(small)
     attributes = Attributes(pd.DataFrame({"item": small["item"].unique(), "kind": "a"}), id_col="item")
