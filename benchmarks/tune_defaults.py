@@ -105,6 +105,13 @@ CANDIDATES = {
                 "len100": dict(max_len=100), "dim128": dict(embedding_dim=128),
             }.items()
         },
+        **{
+            f"attention-sampled-k{k}": (
+                lambda k=k: AttentionRecommender(
+                    loss="sampled_softmax", n_negatives=k, random_state=0)
+            )
+            for k in (512, 1024, 2048)
+        },
         "ease": lambda: EASE(),
         "popularity": lambda: Popularity(),
     },
