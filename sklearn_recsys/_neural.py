@@ -594,7 +594,7 @@ class NeuralRecommender(BaseRecommender):
                 threshold=self.tol, threshold_mode="abs", load_best=True,
                 sink=sink if self.verbose else _silent,
             )))
-        if self.verbose:
+        if self.verbose and (accelerator is None or accelerator.is_main_process):
             callbacks.append(("progress_bar", ProgressBar()))
         return callbacks
 
