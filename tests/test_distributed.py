@@ -261,26 +261,47 @@ def test_two_processes_share_every_epoch_and_train_the_one_process_model(tmp_pat
 # -- model selection on several worker processes (the recipe of the docs, on CPUs) ---------
 
 
+def _search():
+    from sklearn_recsys.metrics import make_ranking_scorer
+    from sklearn_recsys.model_selection import UserHoldout
+
+    return GridSearchCV(
+        MatrixFactorization(loss="bpr", **FAST), {"n_components": [2, 4]},
+        scoring=make_ranking_scorer("ndcg", k=5),
+        cv=UserHoldout(n_splits=2, random_state=0), n_jobs=-1,
+    )
+
+
 def test_grid_search_on_dask_worker_processes_equals_the_sequential_search(table):
     distributed = pytest.importorskip("distributed")
     from joblib import parallel_backend
 
-    from sklearn_recsys.metrics import make_ranking_scorer
-    from sklearn_recsys.model_selection import UserHoldout
-
-    def search():
-        return GridSearchCV(
-            MatrixFactorization(loss="bpr", **FAST), {"n_components": [2, 4]},
-            scoring=make_ranking_scorer("ndcg", k=5),
-            cv=UserHoldout(n_splits=2, random_state=0), n_jobs=-1,
-        )
-
+    search = _search
     X = table[["user", "item"]]
     sequential = search().set_params(n_jobs=1).fit(X)
     with distributed.LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
     ) as cluster, distributed.Client(cluster), parallel_backend("dask"):
         spread = search().fit(X)
+    np.testing.assert_array_equal(
+        spread.cv_results_["mean_test_score"], sequential.cv_results_["mean_test_score"]
+    )
+
+
+def test_grid_search_on_rays_joblib_backend_equals_the_sequential_search(table):
+    ray = pytest.importorskip("ray")
+    from joblib import parallel_backend
+    from ray.util.joblib import register_ray
+
+    X = table[["user", "item"]]
+    sequential = _search().set_params(n_jobs=1).fit(X)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        register_ray()
+        with parallel_backend("ray"):
+            spread = _search().fit(X)
+    finally:
+        ray.shutdown()
     np.testing.assert_array_equal(
         spread.cv_results_["mean_test_score"], sequential.cv_results_["mean_test_score"]
     )
