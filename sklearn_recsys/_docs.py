@@ -53,7 +53,7 @@ _SEQUENCE_LOSS = """\
     n_negatives : int or "auto", default="auto"
         Negatives per position for ``loss="bce"`` (uniform among the items
         the user never interacted with; "auto": 1), or items shared by a
-        batch for ``"sampled_softmax"`` ("auto": 512)."""
+        batch for ``"sampled_softmax"`` ("auto": 1024)."""
 
 _SEQUENCE_SOLVER = """\
     solver : {"auto", "adam", "sparse_adam"}, default="auto"
