@@ -25,7 +25,7 @@ from _harness import BENCH_DIR, DEFAULT_DATA_HOME
 
 SCRIPTS = [
     "mf", "baselines", "sequential", "cnn", "peers", "overhead", "scaling", "deploy", "export",
-    "serve", "catalogue", "large_catalogue", "privacy", "attributes",
+    "serve", "catalogue", "large_catalogue", "sampled_softmax", "privacy", "attributes",
 ]
 
 
@@ -39,7 +39,7 @@ def command(name, args):
         cmd += data + threads + (["--quick"] if args.quick else ["--tune"])
     elif name in (
         "peers", "deploy", "export", "serve", "catalogue", "large_catalogue", "privacy",
-        "attributes",
+        "attributes", "sampled_softmax",
     ):
         cmd += data + threads + (["--quick"] if args.quick else [])
     elif name in ("overhead", "scaling"):
