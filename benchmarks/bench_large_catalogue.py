@@ -6,7 +6,7 @@ users with a geometric number of interactions, each an ordered sequence).
 For each catalogue size, one epoch (``max_iter=1``, one torch thread) of:
 
 * ``MatrixFactorization(loss="sampled_softmax")`` (package defaults: batches
-  of whole users holding ~4096 interactions, 1024 items shared by a batch);
+  of whole users holding ~4096 interactions, 4096 items shared by a batch);
 * ``AttentionRecommender(loss="sampled_softmax")`` (package defaults,
   ``max_len=50``);
 * the full softmax of both, where it fits (``--full-max-items``, default

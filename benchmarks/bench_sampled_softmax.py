@@ -23,7 +23,7 @@ Usage (from the repository root)::
     OMP_NUM_THREADS=1 python benchmarks/bench_sampled_softmax.py --quick      # MF, seed 0
 
 Results: tables on stdout and ``benchmarks/results/sampled_softmax.json`` (a
-run on some ``--datasets`` keeps the other datasets' rows of that file when
+run on some ``--datasets``/``--models`` keeps the other rows of that file when
 its seeds are the same).
 ``bench_large_catalogue.py`` runs seed 0 of it after its timings.
 """
@@ -111,8 +111,8 @@ def summary(rows):
 
 
 def _kept_rows(args):
-    """Rows of the other datasets already in the result file (same seeds and
-    models): a run on some datasets updates theirs only."""
+    """Rows of the other datasets or models already in the result file (same
+    seeds): a run on some datasets and models updates theirs only."""
     import json
     from pathlib import Path
 
@@ -123,7 +123,7 @@ def _kept_rows(args):
     if old.get("seeds") != args.seeds:
         return []
     return [r for r in old.get("rows", [])
-            if r["dataset"] not in args.datasets and r["model"] in args.models]
+            if not (r["dataset"] in args.datasets and r["model"] in args.models)]
 
 
 def main(argv=None):

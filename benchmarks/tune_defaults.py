@@ -18,6 +18,8 @@ Usage (from the repository root)::
 
     OMP_NUM_THREADS=1 python benchmarks/tune_defaults.py --task ratings
     OMP_NUM_THREADS=1 python benchmarks/tune_defaults.py --task next --datasets latest-small
+    OMP_NUM_THREADS=1 python benchmarks/tune_defaults.py --task topn --seeds 0 1 2 \
+        --only mf-softmax mf-sampled-k1024 mf-sampled-k2048 mf-sampled-k4096
 """
 
 import argparse
@@ -155,6 +157,8 @@ def main(argv=None):
     parser.add_argument("--only", nargs="*", help="candidate names to run")
     parser.add_argument("--data-home", default=str(REPO.parent / "shared" / "data"))
     parser.add_argument("--output", help="JSON file for the rows")
+    parser.add_argument("--seeds", nargs="+", type=int, default=None,
+                        help="fit every candidate with each random_state (default: its own)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     rows = []
@@ -164,12 +168,17 @@ def main(argv=None):
         for cand, factory in CANDIDATES[args.task].items():
             if args.only and cand not in args.only:
                 continue
-            score, fit_s, epochs = evaluate(factory(), train, valid, args.task)
-            metric = "rmse" if args.task == "ratings" else "ndcg@10"
-            rows.append(dict(dataset=name, task=args.task, candidate=cand, metric=metric,
-                             validation=score, fit_s=fit_s, epochs=epochs))
-            print(f"{DATASETS[name]:16s} {cand:28s} {metric} {score:.4f} "
-                  f"fit {fit_s:6.1f}s epochs {epochs}", flush=True)
+            for seed in args.seeds or [None]:
+                est = factory()
+                if seed is not None and "random_state" in est.get_params():
+                    est.set_params(random_state=seed)
+                score, fit_s, epochs = evaluate(est, train, valid, args.task)
+                metric = "rmse" if args.task == "ratings" else "ndcg@10"
+                rows.append(dict(dataset=name, task=args.task, candidate=cand, metric=metric,
+                                 validation=score, fit_s=fit_s, epochs=epochs, seed=seed))
+                print(f"{DATASETS[name]:16s} {cand:28s} {metric} {score:.4f} "
+                      f"fit {fit_s:6.1f}s epochs {epochs}"
+                      + ("" if seed is None else f" seed {seed}"), flush=True)
     if args.output:
         Path(args.output).write_text(json.dumps(rows, indent=2))
     return 0

@@ -75,7 +75,7 @@ class MatrixFactorization(PairRecommender):
     n_negatives : int or "auto", default="auto"
         Negatives sampled per positive for ``"bce"``/``"bpr"``, uniformly among
         items the user did not interact with ("auto": 4); items shared by a
-        batch for ``"sampled_softmax"`` ("auto": 1024).
+        batch for ``"sampled_softmax"`` ("auto": 4096).
     alpha : float or "auto", default="auto"
         L2 penalty on the factors and biases a batch touches (mean squared
         norm per interaction; for ``"softmax"``, the user's squared norm plus
