@@ -7,7 +7,7 @@ and the others still run; the exit status is non-zero if any failed.
 
 Usage (from the repository root)::
 
-    python benchmarks/run_all.py            # full suite, about 30 min on 2 CPU cores
+    python benchmarks/run_all.py            # full suite, about 2 hours on 2 CPU cores
     python benchmarks/run_all.py --quick    # smoke run, a few minutes
     python benchmarks/run_all.py --only peers,overhead
 
