@@ -76,7 +76,18 @@ _SEQUENCE_ITEM_ATTRIBUTES = """\
         id's plus the weighted sum of the embeddings of its attribute
         features, and the items of the table without interactions join the
         catalogue, scored from a ridge map of their attributes (they are
-        left out of the full softmax in training)."""
+        left out of the full softmax in training).
+    user_attributes : Attributes, default=None
+        Attributes of the users, keyed by raw id (see :class:`Attributes`):
+        the model reads a user token, the weighted sum of the embeddings of
+        the user's attribute features, before the user's items (the
+        attention as a leading token every position attends to, the LSTM as
+        its first input, which conditions the state the items start from),
+        and the token's own state learns the user's first item. Users of the
+        table without interactions join the users, recommended to from their
+        attributes alone, and so are new users with
+        ``recommend(Attributes(...))``. Histories of new users are read
+        after the unknown user's token (zeros)."""
 
 _PRIVACY = """\
     differential_privacy : DifferentialPrivacy or None, default=None

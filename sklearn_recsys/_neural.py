@@ -355,6 +355,16 @@ class NeuralRecommender(BaseRecommender):
         attributes = getattr(self, "item_attributes", None)
         return None if attributes is None else ("item_attributes", attributes.ids)
 
+    def _encoder(self, side, doing):
+        encoder = getattr(self, f"_{side}_encoder", None)
+        if encoder is None:
+            raise ValueError(
+                f"{doing} needs {side} attributes, but this {type(self).__name__} was "
+                f"fitted without {side}_attributes; refit with "
+                f"{side}_attributes=Attributes(...)."
+            )
+        return encoder
+
     def _attribute_id_dropout(self):
         """Probability of training an id with its attributes alone (0: never)."""
         return 0.0
@@ -806,16 +816,6 @@ class PairRecommender(NeuralRecommender):
 
     # -- attributes after fit ----------------------------------------------------
 
-    def _encoder(self, side, doing):
-        encoder = getattr(self, f"_{side}_encoder", None)
-        if encoder is None:
-            raise ValueError(
-                f"{doing} needs {side} attributes, but this {type(self).__name__} was "
-                f"fitted without {side}_attributes; refit with "
-                f"{side}_attributes=Attributes(...)."
-            )
-        return encoder
-
     def _attribute_user_reprs(self, attributes):
         encoder = self._encoder("user", "recommend(Attributes(...))")
         index, weight = encoder.encode(attributes, encoder.width)
@@ -930,6 +930,7 @@ class SequenceRecommender(NeuralRecommender):
         "time_col": [str, numbers.Integral, None],
         "differential_privacy": [DifferentialPrivacy, None],
         "item_attributes": [Attributes, None],
+        "user_attributes": [Attributes, None],
         "solver": [StrOptions({"auto", "adam", "sparse_adam"})],
     }
 
@@ -946,12 +947,16 @@ class SequenceRecommender(NeuralRecommender):
                     f"solver='sparse_adam' cannot train with {refused[0]}: use "
                     "solver='auto' or 'adam'."
                 )
-        if self.item_attributes is not None and self.differential_privacy is not None:
-            raise ValueError(
-                "differential_privacy protects users' interactions; it does not "
-                "cover item attributes: leave item_attributes at None with "
-                "differential_privacy."
-            )
+        for side in ("item", "user"):
+            if (
+                getattr(self, f"{side}_attributes") is not None
+                and self.differential_privacy is not None
+            ):
+                raise ValueError(
+                    "differential_privacy protects users' interactions; it does not "
+                    f"cover {side} attributes: leave {side}_attributes at None with "
+                    "differential_privacy."
+                )
 
     @torch.no_grad()
     def _after_training(self, module, fit):
@@ -1009,8 +1014,10 @@ class SequenceRecommender(NeuralRecommender):
                 f"has at most one (n_users = {fit.n_users}, n_features = "
                 f"{fit.n_items} items)."
             )
+        with_users = self.user_attributes is not None  # the user token's targets
         users, seqs, targets, n_train, *weights = training_sequences(
-            flat, indptr, self.max_len, self._validation_users(counts, fit), *flat_weights
+            flat, indptr, self.max_len, self._validation_users(counts, fit), *flat_weights,
+            first_targets=with_users,
         )
         targets = torch.as_tensor(targets, device=device)
         # The module reads the targets (to score the non-padded positions
@@ -1033,7 +1040,7 @@ class SequenceRecommender(NeuralRecommender):
         if self._resolved_loss(fit) == "sampled_softmax":
             sampler = SharedNegatives(
                 popularity_log_q(data.items, fit.n_items, device),
-                self._resolved_negatives(fit), drop_users=True,
+                self._resolved_negatives(fit), drop_users=not with_users,
             )
         else:
             sampler = SequenceNegativeSampler(
@@ -1042,6 +1049,7 @@ class SequenceRecommender(NeuralRecommender):
                     torch.as_tensor(data.items, device=device), fit.n_items,
                 ),
                 fit.n_items, self._resolved_negatives(fit) if self.loss == "bce" else 0,
+                keep_users=with_users,
             )
         fitted = {"_history_items": flat, "_history_indptr": indptr}
         return TrainingData(dataset, valid, sampler, fitted)
@@ -1118,20 +1126,39 @@ class SequenceRecommender(NeuralRecommender):
         read = positions + negatives if loss == "sampled_softmax" else positions * (1 + negatives)
         return fit.n_items > self._AUTO_SPARSE_ROWS * read
 
+    def _attribute_sizes_of(self, fit, training):
+        """The encoder's attribute sizes: the user table's rows with user
+        attributes, the standalone map with item attributes."""
+        sizes = self._attribute_sizes(training, standalone=self.item_attributes is not None)
+        if self.user_attributes is not None:
+            sizes["n_users"] = fit.n_users
+        return sizes
+
     # -- user representations ------------------------------------------------------
 
-    def _encode(self, flat, indptr):
-        """Final states ``(n_histories, embedding_dim)`` of ordered histories."""
+    def _encode(self, flat, indptr, users=None, user_tokens=None):
+        """Final states ``(n_histories, embedding_dim)`` of ordered histories.
+
+        With user attributes, each history is read after the token of its
+        user (``users``: rows of the user attribute table; ``user_tokens``:
+        the tokens themselves; neither: the unknown user's).
+        """
         module = self._module()
         device = self._device()
         seqs = left_padded(flat, indptr[:-1], indptr[1:], self.max_len)
+        if users is not None:
+            users = torch.as_tensor(users, device=device)
+
+        def block(s):
+            rows = slice(s, s + _ENCODE_BLOCK)
+            return module.user_representation(
+                torch.as_tensor(seqs[rows], device=device),
+                users=None if users is None else users[rows],
+                user_tokens=None if user_tokens is None else user_tokens[rows],
+            )
+
         with module.scoring():
-            out = [
-                module.user_representation(
-                    torch.as_tensor(seqs[s : s + _ENCODE_BLOCK], device=device)
-                )
-                for s in range(0, len(seqs), _ENCODE_BLOCK)
-            ]
+            out = [block(s) for s in range(0, len(seqs), _ENCODE_BLOCK)]
         if not out:
             return torch.zeros(0, module.embedding_dim, device=device)
         return torch.cat(out)
@@ -1148,7 +1175,19 @@ class SequenceRecommender(NeuralRecommender):
         lengths = ends - starts
         sub_indptr = np.r_[0, np.cumsum(lengths)]
         take = np.repeat(starts - sub_indptr[:-1], lengths) + np.arange(lengths.sum())
-        return self._encode(self._history_items[take], sub_indptr)
+        return self._encode(self._history_items[take], sub_indptr, users=users_idx)
+
+    def _attribute_user_reprs(self, attributes):
+        """New users known by their attributes alone: the state of their token."""
+        encoder = self._encoder("user", "recommend(Attributes(...))")
+        index, weight = encoder.encode(attributes, encoder.width)
+        module, device = self._module(), self._device()
+        with module.scoring():
+            tokens = module.user_attributes.embed(
+                torch.as_tensor(index, device=device), torch.as_tensor(weight, device=device)
+            )
+        empty = np.zeros(len(index) + 1, dtype=np.int64)
+        return self._encode(np.zeros(0, dtype=np.int64), empty, user_tokens=tokens)
 
     def _fold_in(self, histories):
         """States after the histories, ordered by time (tables) or value (matrices)."""

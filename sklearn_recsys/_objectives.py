@@ -91,12 +91,17 @@ class SequenceNegativeSampler(NegativeSampler):
 
     Adds ``neg_items`` of shape ``(B, L, n_negatives)`` (0-based item
     indices drawn uniformly among the items the user never interacted with
-    in training) and removes ``users`` from the batch. With
+    in training, ``L`` the targets' length) and removes ``users`` from the
+    batch, unless ``keep_users`` (encoders reading user attributes). With
     ``n_negatives=0`` only ``users`` is removed (full-softmax training).
     """
 
+    def __init__(self, positives, n_items, n_negatives, keep_users=False):
+        super().__init__(positives, n_items, n_negatives)
+        self.keep_users = keep_users
+
     def __call__(self, batch, generator):
-        users = batch.pop("users")
+        users = batch["users"] if self.keep_users else batch.pop("users")
         if self.n_negatives:
             batch_size, length = batch["targets"].shape
             negs = self.sample(users.repeat_interleave(length), generator)

@@ -128,6 +128,7 @@ class LSTMRecommender(SequenceRecommender):
         n_negatives="auto", alpha=0.0, max_iter=20, batch_size=64, learning_rate_init=5e-3,
         solver="auto", early_stopping=False, validation_fraction=0.1, n_iter_no_change=5, tol=1e-4,
         warm_start=False, differential_privacy=None, item_attributes=None,
+        user_attributes=None,
         handle_unknown="fallback", user_col="user", item_col="item", time_col="timestamp",
         device="cpu", callbacks=None, verbose=0, random_state=None, accelerator=None,
         **kwargs,
@@ -150,6 +151,7 @@ class LSTMRecommender(SequenceRecommender):
         self.warm_start = warm_start
         self.differential_privacy = differential_privacy
         self.item_attributes = item_attributes
+        self.user_attributes = user_attributes
         self.handle_unknown = handle_unknown
         self.user_col = user_col
         self.item_col = item_col
@@ -165,7 +167,7 @@ class LSTMRecommender(SequenceRecommender):
         module = LSTMEncoder(**self._module_kwargs(
             n_items=fit.n_items, embedding_dim=self.embedding_dim, max_len=self.max_len,
             n_layers=self.n_layers, dropout=self.dropout,
-            **self._attribute_sizes(training, standalone=True),
+            **self._attribute_sizes_of(fit, training),
             sparse=self._sparse_solver(fit),
         ))
         self._fill_attribute_rows(module, fit, training)
@@ -289,7 +291,7 @@ class AttentionRecommender(SequenceRecommender):
         loss="auto", n_negatives="auto", alpha=0.0, max_iter=20, batch_size=64,
         learning_rate_init=5e-3, solver="auto", early_stopping=False, validation_fraction=0.1,
         n_iter_no_change=5, tol=1e-4, warm_start=False, differential_privacy=None,
-        item_attributes=None, handle_unknown="fallback", user_col="user", item_col="item",
+        item_attributes=None, user_attributes=None, handle_unknown="fallback", user_col="user", item_col="item",
         time_col="timestamp", device="cpu", callbacks=None, verbose=0, random_state=None,
         accelerator=None, **kwargs,
     ):
@@ -312,6 +314,7 @@ class AttentionRecommender(SequenceRecommender):
         self.warm_start = warm_start
         self.differential_privacy = differential_privacy
         self.item_attributes = item_attributes
+        self.user_attributes = user_attributes
         self.handle_unknown = handle_unknown
         self.user_col = user_col
         self.item_col = item_col
@@ -335,7 +338,7 @@ class AttentionRecommender(SequenceRecommender):
         module = SelfAttentionEncoder(**self._module_kwargs(
             n_items=fit.n_items, embedding_dim=self.embedding_dim, max_len=self.max_len,
             n_blocks=self.n_blocks, n_heads=self.n_heads, dropout=self.dropout,
-            **self._attribute_sizes(training, standalone=True),
+            **self._attribute_sizes_of(fit, training),
             sparse=self._sparse_solver(fit),
         ))
         self._fill_attribute_rows(module, fit, training)

@@ -76,13 +76,14 @@ def left_padded(flat, starts, ends, max_len, shift=1):
     return out
 
 
-def training_windows(starts, ends, max_len):
+def training_windows(starts, ends, max_len, min_windows=0):
     """Windows covering every next-item target of each history once.
 
     A history ``flat[starts[u]:ends[u]]`` of ``c`` items has ``c - 1``
     targets (every item but the first); they are cut into windows of at most
     ``max_len`` targets, the most recent window first, so that training sees
     every position of long histories at a cost linear in their length.
+    ``min_windows=1`` gives a history of one item an (empty) window too.
 
     Returns
     -------
@@ -92,6 +93,8 @@ def training_windows(starts, ends, max_len):
     """
     n_targets = np.maximum(ends - starts - 1, 0)
     n_windows = -(-n_targets // max_len)
+    if min_windows:
+        n_windows = np.where(ends > starts, np.maximum(n_windows, min_windows), 0)
     users = np.repeat(np.arange(len(starts)), n_windows)
     rank = np.arange(len(users)) - np.repeat(np.cumsum(n_windows) - n_windows, n_windows)
     t_end = ends[users] - rank * max_len
@@ -99,7 +102,8 @@ def training_windows(starts, ends, max_len):
     return users, t_start, t_end
 
 
-def training_sequences(flat, indptr, max_len, valid_users=(), flat_weights=None):
+def training_sequences(flat, indptr, max_len, valid_users=(), flat_weights=None,
+                       first_targets=False):
     """Training rows (inputs and next-item targets) of every history.
 
     A user with ``c >= 2`` interactions gives ``ceil((c - 1) / max_len)``
@@ -113,10 +117,16 @@ def training_sequences(flat, indptr, max_len, valid_users=(), flat_weights=None)
     ``flat_weights`` (the interactions' sample weights, in the order of
     ``flat``) adds the weight of every target, zero at padded positions.
 
+    ``first_targets`` (the user token of user attributes): ``targets`` get a
+    leading column, the target read before any item: the user's first item
+    in the row that starts the history, 0 elsewhere. A user with a single
+    interaction then gives a row too (no input, that item as the target).
+
     Returns
     -------
     users, seqs, targets : ndarrays of shape (n_rows,), (n_rows, max_len), (n_rows, max_len)
-        Training rows first, then the validation rows.
+        Training rows first, then the validation rows (``targets`` of
+        ``max_len + 1`` columns with ``first_targets``).
     n_train : int
         Number of training rows.
     weights : ndarray of shape (n_rows, max_len)
@@ -126,24 +136,32 @@ def training_sequences(flat, indptr, max_len, valid_users=(), flat_weights=None)
     starts, ends = indptr[:-1].copy(), indptr[1:].copy()
     is_valid = np.zeros(n_users, dtype=bool)
     is_valid[np.asarray(valid_users, dtype=np.int64)] = True
-    users, t_start, t_end = training_windows(starts, ends - is_valid, max_len)
+    users, t_start, t_end = training_windows(
+        starts, ends - is_valid, max_len, min_windows=int(first_targets)
+    )
     seqs = left_padded(flat, t_start - 1, t_end - 1, max_len)
     targets = left_padded(flat, t_start, t_end, max_len)
     weights = None
     if flat_weights is not None:
         weights = left_padded(flat_weights, t_start, t_end, max_len, shift=0)
+    if first_targets:
+        opens = t_start == starts[users] + 1  # the row that starts the history
+        first = np.where(opens, flat[starts[users]] + 1, 0)
+        targets = np.c_[first, targets]
+        if weights is not None:
+            weights = np.c_[np.where(opens, flat_weights[starts[users]], 0), weights]
     n_train = len(users)
     valid = np.flatnonzero(is_valid)
     if len(valid):
         s, e = starts[valid], ends[valid]
         v_seqs = left_padded(flat, s, e - 1, max_len)
-        v_targets = np.zeros_like(v_seqs)
+        v_targets = np.zeros((len(valid), targets.shape[1]), dtype=v_seqs.dtype)
         v_targets[:, -1] = flat[e - 1] + 1
         users = np.r_[users, valid]
         seqs = np.r_[seqs, v_seqs]
         targets = np.r_[targets, v_targets]
         if weights is not None:
-            v_weights = np.zeros(v_seqs.shape, dtype=weights.dtype)
+            v_weights = np.zeros(v_targets.shape, dtype=weights.dtype)
             v_weights[:, -1] = flat_weights[e - 1]
             weights = np.r_[weights, v_weights]
     if weights is None:

@@ -154,9 +154,11 @@ class _ScorerScores(nn.Module):
             self.histories = None
 
     def forward(self, x):
-        if self.histories is not None:
-            x = self.histories[x]
-        return self.post(self.module.score_all(self.module.user_representation(x)))
+        if self.histories is None:
+            return self.post(self.module.score_all(self.module.user_representation(x)))
+        # a sequence encoder reads the user's history (after its user token)
+        user_repr = self.module.user_representation(self.histories[x], users=x)
+        return self.post(self.module.score_all(user_repr))
 
 
 class _UsersInput(nn.Module):

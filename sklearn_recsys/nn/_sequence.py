@@ -8,21 +8,34 @@ Both share one protocol (after Spotlight's sequence representations):
 * ``sequence_states(seqs) -> (B, L, d)``: the state after each position
   (zero at padded positions), used for training on the next item at every
   position;
-* ``user_representation(seqs) -> (B, d)``: the state after the last item
-  (zero for an empty sequence), i.e. what the model knows about the user;
+* ``user_representation(seqs, users=None) -> (B, d)``: the state after the
+  last item (zero for an empty sequence), i.e. what the model knows about
+  the user;
 * ``score_all(user_repr, items=None) -> (B, n_candidates)`` and
   ``score_pairs(user_repr, items) -> (B,)``: scores ``h . e_i + b_i`` with
   0-based item indices (no shift), where ``e_i`` are the output item
   embeddings (tied to the input ones by default) and ``b_i`` a learned item
   bias. An empty history thus scores items by their bias alone;
-* ``forward(seqs, targets, neg_items=None, shared_items=None)`` for training: ``targets`` are
-  ``(B, L)`` next items (shifted, 0 = no target). Returns ``(scores,
+* ``forward(seqs, targets, neg_items=None, shared_items=None, users=None)``
+  for training: ``targets`` are ``(B, L)`` next items (shifted, 0 = no
+  target). Returns ``(scores,
   labels)``: the full ``(N, n_items)`` logits of the ``N`` non-padded
   positions and their 0-based labels ``(N,)``; or, with sampled
   ``neg_items`` of shape ``(B, L, n_negatives)`` (0-based), ``(N, 1 +
   n_negatives)`` logits whose first column is the target's, and ``None``;
   or, with ``shared_items`` ``(B, K)`` (the same ``K`` items in every row:
   the sampled softmax), ``(N, 1 + K)`` logits and ``(labels, items)``.
+
+With user attributes (``n_user_features > 0``) the encoders read a *user
+token* before the items: the weighted sum of the embeddings of the user's
+attribute features (rows ``users`` of the ``user_attributes`` table, the
+last row the unknown user, whose token is zero). The attention reads it as
+a leading token every position attends to; the LSTM reads it first, so
+that it conditions the state the items start from. Its own state predicts
+the user's first item: ``targets`` are then ``(B, 1 + L)``, column 0 the
+target of the token (0 when the window does not start the history), and
+the state of an empty history is the token's, which is how users known by
+their attributes alone are scored.
 
 Padding never influences a real position: the LSTM reads each sequence
 realigned to start at its first item (the padding moved behind the real
@@ -50,7 +63,7 @@ class _SequenceEncoder(Scorer):
 
     def __init__(self, n_items, embedding_dim, max_len, dropout, tie_weights, init_std,
                  n_item_features=0, item_feature_width=1, standalone_attributes=False,
-                 sparse=False):
+                 sparse=False, n_users=0, n_user_features=0, user_feature_width=1):
         super().__init__()
         if sparse and n_item_features:
             raise ValueError(
@@ -76,6 +89,12 @@ class _SequenceEncoder(Scorer):
                 n_items, n_item_features, item_feature_width, embedding_dim + 1,
                 standalone_attributes,
             )
+        # user attributes: the user token read before the items
+        self.user_attributes = None
+        if n_user_features:
+            self.user_attributes = AttributeEmbedding(
+                n_users, n_user_features, user_feature_width, embedding_dim
+            )
 
     def reset_parameters(self, generator=None):
         """PyTorch's default layers, item embeddings from N(0, ``init_std``).
@@ -91,21 +110,53 @@ class _SequenceEncoder(Scorer):
             self.output_bias.zero_()
         if self.item_attributes is not None:  # start from the id-only model
             self.item_attributes.reset_parameters(0.0)
+        if self.user_attributes is not None:
+            self.user_attributes.reset_parameters(self.init_std, generator)
 
     # -- protocol ------------------------------------------------------------
 
-    def sequence_states(self, seqs):
-        """States after every position, ``(B, L, embedding_dim)``."""
+    def _states(self, seqs, tokens=None):
+        """States ``(B, L, d)``; with user ``tokens`` ``(B, d)``, ``(B, 1 + L, d)``
+        whose column 0 is the state of the token."""
         raise NotImplementedError
 
-    def user_representation(self, seqs):
+    def user_tokens(self, seqs, users=None):
+        """The user tokens ``(B, embedding_dim)`` of the rows of ``seqs``: rows
+        ``users`` of the user attribute table (None: the unknown user's,
+        zeros); None without user attributes."""
+        if self.user_attributes is None:
+            return None
+        if users is None:
+            return self.item_embedding.weight.new_zeros(seqs.shape[0], self.embedding_dim)
+        return self.user_attributes(users)
+
+    def sequence_states(self, seqs, users=None):
+        """States after every position, ``(B, L, embedding_dim)``.
+
+        With user attributes, the items are read after the tokens of
+        ``users`` (None: the unknown user's).
+        """
+        tokens = self.user_tokens(seqs, users)
+        states = self._states(seqs, tokens)
+        return states if tokens is None else states[:, 1:]
+
+    def user_representation(self, seqs, users=None, user_tokens=None):
         """State after the last item, ``(B, embedding_dim)``.
 
         Sequences longer than ``max_len`` are cut to their ``max_len`` most
-        recent items; an empty (all-padding) sequence gives zeros.
+        recent items; an empty (all-padding) sequence gives zeros. With user
+        attributes, the items are read after the user tokens (``user_tokens``,
+        else those of rows ``users``, else the unknown user's), and an empty
+        sequence gives the state of its token.
         """
         seqs = seqs[:, -self.max_len :]
-        return self.sequence_states(seqs)[:, -1]
+        if user_tokens is None:
+            user_tokens = self.user_tokens(seqs, users)
+        states = self._states(seqs, user_tokens)
+        if user_tokens is None:
+            return states[:, -1]
+        empty = (seqs[:, -1] == 0)[:, None]  # left-padded: the last position is empty
+        return torch.where(empty, states[:, 0], states[:, -1])
 
     def embed_items(self, seqs):
         """Input embeddings ``(B, L, embedding_dim)`` of the (shifted) items.
@@ -159,8 +210,16 @@ class _SequenceEncoder(Scorer):
             return F.embedding(items + 1, self.item_embedding.weight, sparse=True)
         return F.embedding(items, self.output_embedding.weight, sparse=True)
 
-    def forward(self, seqs, targets, neg_items=None, shared_items=None):
-        states = self.sequence_states(seqs)
+    def forward(self, seqs, targets, neg_items=None, shared_items=None, users=None):
+        tokens = None
+        if self.user_attributes is not None:
+            if users is None or targets.shape[1] != seqs.shape[1] + 1:
+                raise ValueError(
+                    "With user attributes, forward needs the batch's users and "
+                    "targets of shape (B, 1 + L), column 0 the user token's."
+                )
+            tokens = self.user_attributes(users)
+        states = self._states(seqs, tokens)
         mask = targets > 0
         h = states[mask]
         labels = targets[mask] - 1
@@ -220,15 +279,29 @@ class LSTMEncoder(_SequenceEncoder):
         (sampled softmax, sampled negatives) holds the gradient of the rows
         it read only, for :class:`~sklearn_recsys.nn.SparseDenseAdam`. Not
         with item attributes.
+    n_users : int, default=0
+        Rows of the user attribute table (one more, the last, is the
+        unknown user); used with ``n_user_features`` only.
+    n_user_features : int, default=0
+        Number of user attribute features; with any, the encoder reads each
+        user's token (the weighted sum of its features' embeddings, an
+        :class:`AttributeEmbedding` whose rows the estimator fills) before
+        the items, as the
+        initial input of the LSTM (it conditions the state the items start
+        from).
+    user_feature_width : int, default=1
+        Features per user.
     """
 
     def __init__(
         self, n_items, embedding_dim=64, max_len=50, n_layers=2, dropout=0.2,
         tie_weights=True, init_std=0.2, n_item_features=0, item_feature_width=1,
-        standalone_attributes=False, sparse=False,
+        standalone_attributes=False, sparse=False, n_users=0, n_user_features=0,
+        user_feature_width=1,
     ):
         super().__init__(n_items, embedding_dim, max_len, dropout, tie_weights, init_std,
-                         n_item_features, item_feature_width, standalone_attributes, sparse)
+                         n_item_features, item_feature_width, standalone_attributes, sparse,
+                         n_users, n_user_features, user_feature_width)
         # One LSTM per layer, with this package's dropout between them (the
         # dropout of a multi-layer nn.LSTM draws from the global generator).
         self.lstm = nn.ModuleList(
@@ -237,24 +310,32 @@ class LSTMEncoder(_SequenceEncoder):
         )
         self.reset_parameters()
 
-    def sequence_states(self, seqs):
+    def _states(self, seqs, tokens=None):
         batch, length = seqs.shape
         dim = self.embedding_dim
         real = seqs > 0
         lengths = real.sum(1)
         x = self.dropout(self.embed_items(seqs))
         # Left-padded -> right-padded: every sequence then starts from the
-        # zero state at its first real item, and the trailing padding cannot
-        # reach a real position (the recurrence only looks back).
+        # zero state at its first real item (or at its user token), and the
+        # trailing padding cannot reach a real position (the recurrence only
+        # looks back).
         shift = length - lengths
         steps = torch.arange(length, device=seqs.device)
         to_right = (steps[None, :] + shift[:, None]) % length
         out = x.gather(1, to_right[..., None].expand(-1, -1, dim))
+        if tokens is not None:  # the user token first: the items' initial state
+            out = torch.cat([self.dropout(tokens)[:, None], out], dim=1)
         for i, layer in enumerate(self.lstm):
             out, _ = layer(self.dropout(out) if i else out)
+        if tokens is not None:
+            token_state, out = out[:, :1], out[:, 1:]
         to_left = (steps[None, :] - shift[:, None]) % length
         out = out.gather(1, to_left[..., None].expand(-1, -1, dim))
-        return self.dropout(out) * real[..., None]
+        out = self.dropout(out) * real[..., None]
+        if tokens is None:
+            return out
+        return torch.cat([self.dropout(token_state), out], dim=1)
 
 
 class _AttentionBlock(nn.Module):
@@ -331,19 +412,32 @@ class SelfAttentionEncoder(_SequenceEncoder):
         (sampled softmax, sampled negatives) holds the gradient of the rows
         it read only, for :class:`~sklearn_recsys.nn.SparseDenseAdam`. Not
         with item attributes.
+    n_users : int, default=0
+        Rows of the user attribute table (one more, the last, is the
+        unknown user); used with ``n_user_features`` only.
+    n_user_features : int, default=0
+        Number of user attribute features; with any, the encoder reads each
+        user's token (the weighted sum of its features' embeddings, an
+        :class:`AttributeEmbedding` whose rows the estimator fills) before
+        the items, as a leading token every position attends
+        to.
+    user_feature_width : int, default=1
+        Features per user.
     """
 
     def __init__(
         self, n_items, embedding_dim=64, max_len=50, n_blocks=2, n_heads=1, dropout=0.2,
         tie_weights=True, init_std=0.05, n_item_features=0, item_feature_width=1,
-        standalone_attributes=False, sparse=False,
+        standalone_attributes=False, sparse=False, n_users=0, n_user_features=0,
+        user_feature_width=1,
     ):
         if embedding_dim % n_heads:
             raise ValueError(
                 f"embedding_dim={embedding_dim} must be divisible by n_heads={n_heads}."
             )
         super().__init__(n_items, embedding_dim, max_len, dropout, tie_weights, init_std,
-                         n_item_features, item_feature_width, standalone_attributes, sparse)
+                         n_item_features, item_feature_width, standalone_attributes, sparse,
+                         n_users, n_user_features, user_feature_width)
         self.position_embedding = nn.Embedding(max_len, embedding_dim)
         self.blocks = nn.ModuleList(
             _AttentionBlock(embedding_dim, n_heads, dropout) for _ in range(n_blocks)
@@ -356,7 +450,7 @@ class SelfAttentionEncoder(_SequenceEncoder):
         super().reset_parameters(generator)
         nn.init.normal_(self.position_embedding.weight, std=self.init_std, generator=generator)
 
-    def sequence_states(self, seqs):
+    def _states(self, seqs, tokens=None):
         batch, length = seqs.shape
         if length > self.max_len:
             raise ValueError(
@@ -365,10 +459,16 @@ class SelfAttentionEncoder(_SequenceEncoder):
             )
         device = seqs.device
         real = seqs > 0
-        keep = real[..., None]
         positions = torch.arange(length - 1, -1, -1, device=device)
         x = self.embed_items(seqs) * math.sqrt(self.embedding_dim)
-        x = self.dropout(x + self.position_embedding(positions)[None]) * keep
+        x = self.dropout(x + self.position_embedding(positions)[None]) * real[..., None]
+        if tokens is not None:  # a leading user token, without a position
+            x = torch.cat(
+                [self.dropout(tokens * math.sqrt(self.embedding_dim))[:, None], x], dim=1
+            )
+            real = torch.cat([real.new_ones(batch, 1), real], dim=1)
+            length += 1
+        keep = real[..., None]
         # Query t attends to the real keys <= t, and to itself so that the
         # rows of padded queries are never empty (their states are zeroed).
         causal = torch.ones(length, length, dtype=torch.bool, device=device).tril()
