@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sklearn.base import clone
@@ -270,6 +271,11 @@ def test_invalid_combinations(grouped):
         with pytest.raises(ValueError, match="differential_privacy"):
             cls(item_attributes=Attributes(items),
                 differential_privacy=DifferentialPrivacy(8.0)).fit(X)
+        with pytest.raises(ValueError, match="cover user attributes"):
+            cls(user_attributes=Attributes(users),
+                differential_privacy=DifferentialPrivacy(8.0)).fit(X)
+        with pytest.raises(ValueError, match="user_attributes"):  # InvalidParameterError
+            cls(user_attributes=users).fit(X)
     with pytest.raises(ValueError, match="user_attributes"):  # InvalidParameterError
         MatrixFactorization(user_attributes=users).fit(X)
 
@@ -365,6 +371,79 @@ def test_sequence_item_attributes(grouped, cls, tmp_path):
     assert plain._module().item_attributes is None
 
 
+@pytest.mark.parametrize("cls", [AttentionRecommender, LSTMRecommender])
+def test_sequence_user_attributes(grouped, cls, tmp_path):
+    """The user token: users known by their attributes alone are recommended
+    their group's items, new users too through recommend(Attributes(...))."""
+    X, users, items = grouped
+    est = cls(embedding_dim=16, max_iter=40, batch_size=8, learning_rate_init=0.02,
+              random_state=0, user_attributes=Attributes(users))
+    est.fit(X)
+    cold = [f"u{g}-{USERS_PER_GROUP - 1}" for g in range(N_GROUPS)]
+    assert set(cold) <= set(est.user_ids_)  # attribute-only users joined the model
+    ids, scores = est.recommend(cold, k=3)
+    assert (_group(ids) == np.arange(N_GROUPS)[:, None]).mean() >= 2 / 3
+    new = users.loc[cold].set_axis(["n0", "n1", "n2"])
+    new_ids, new_scores = est.recommend(Attributes(new), k=3)
+    np.testing.assert_array_equal(new_ids, ids)
+    np.testing.assert_allclose(new_scores, scores, rtol=1e-5, atol=1e-6)
+    # a known user's history is read after its own token, a new history
+    # after the unknown user's: the same history scores differently
+    history = X[X.user == "u0-0"].sort_values("timestamp", kind="stable").item.tolist()
+    _, known = est.recommend(["u0-0"], k=5, exclude_seen=False)
+    _, as_new = est.recommend([history], k=5, exclude_seen=False)
+    assert not np.allclose(known, as_new)
+    # the token of the unknown user is zero; the model without user
+    # attributes has no table and refuses recommend(Attributes(...))
+    plain = cls(embedding_dim=8, max_iter=1, random_state=0).fit(X)
+    assert plain._module().user_attributes is None
+    with pytest.raises(ValueError, match="fitted without user_attributes"):
+        plain.recommend(Attributes(new), k=3)
+    # artifact, pickle, and the exported graph of known users
+    queries = (["u0-0", cold[1]], Attributes(new))
+    expected = [est.recommend(q, k=4) for q in queries]
+    save(est, tmp_path / "seq.safetensors")
+    for restored in (load(tmp_path / "seq.safetensors", user_id_key=None),
+                     pickle.loads(pickle.dumps(est))):
+        for q, (exp_ids, exp_scores) in zip(queries, expected):
+            got_ids, got_scores = restored.recommend(q, k=4)
+            np.testing.assert_array_equal(got_ids, exp_ids)
+            np.testing.assert_allclose(got_scores, exp_scores, rtol=1e-6, atol=1e-6)
+    from sklearn_recsys.export import prepare_inputs, to_torch_export
+
+    program = to_torch_export(est, inputs="users")
+    user_idx = prepare_inputs(est, ["u0-0", cold[1]], inputs="users")
+    graph_scores = program.module()(torch.as_tensor(user_idx["users"])).numpy()
+    item_idx = est._item_index.transform(np.asarray(expected[0][0], dtype=object).ravel())
+    np.testing.assert_allclose(
+        np.take_along_axis(graph_scores, item_idx.reshape(2, 4), axis=1),
+        est.predict(pd.DataFrame({
+            "user": np.repeat(["u0-0", cold[1]], 4),
+            "item": np.asarray(expected[0][0]).ravel(),
+        })).reshape(2, 4),
+        rtol=1e-4, atol=1e-5,
+    )
+
+
+@pytest.mark.parametrize("cls", [AttentionRecommender, LSTMRecommender])
+def test_sequence_user_attributes_with_every_loss_and_same_seed(grouped, cls):
+    X, users, items = grouped
+
+    def fitted(**params):
+        return cls(embedding_dim=8, max_iter=2, random_state=0,
+                   user_attributes=Attributes(users), item_attributes=Attributes(items),
+                   **params).fit(X)
+
+    for params in ({"loss": "bce", "n_negatives": 3},
+                   {"loss": "sampled_softmax", "n_negatives": 8},
+                   {"early_stopping": True, "validation_fraction": 0.3}):
+        est = fitted(**params)
+        ids, scores = est.recommend(Attributes(users.iloc[:2]), k=4)
+        assert ids.shape == (2, 4) and np.isfinite(scores).all()
+    a, b = fitted(), fitted()
+    np.testing.assert_array_equal(a.transform(X), b.transform(X))
+
+
 # -- the CNN recommender ----------------------------------------------------------
 
 
@@ -411,6 +490,9 @@ def _expected(estimator):
         MatrixFactorization(max_iter=2, random_state=0, item_attributes=_ROW0,
                             id_dropout=1.0),
         AttentionRecommender(max_iter=2, random_state=0, item_attributes=_ROW0),
+        AttentionRecommender(max_iter=2, random_state=0, user_attributes=_ROW0,
+                             item_attributes=_ROW0),
+        LSTMRecommender(max_iter=2, random_state=0, user_attributes=_ROW0),
         # click labels must lie in [0, 1]; the checks feed arbitrary floats
         CNNRecommender(loss="mse", max_iter=2, random_state=0, user_attributes=_ROW0,
                        item_attributes=_ROW0),
@@ -421,7 +503,8 @@ def test_sklearn_compatible_with_attributes(estimator, check):
     check(estimator)
 
 
-def test_recommend_contract_with_attributes():
+@pytest.mark.parametrize("kind", ["mf", "attention", "lstm"])
+def test_recommend_contract_with_attributes(kind):
     """The shared recommend contract (tests/test_common.py), attributes given."""
     import test_common as common
 
@@ -435,14 +518,20 @@ def test_recommend_contract_with_attributes():
                           "item": [f"i{c}" for c in coo.col], "timestamp": coo.data})
 
     def model(user_keys, item_keys):
-        return MatrixFactorization(
-            loss="bpr", n_components=4, max_iter=30, batch_size=32,
-            learning_rate_init=0.01, alpha=1e-4, random_state=0,
+        attributes = dict(
             user_attributes=Attributes(pd.DataFrame({"block": block_users}, index=user_keys),
                                        categorical=["block"]),
             item_attributes=Attributes(pd.DataFrame({"block": block_items}, index=item_keys),
                                        categorical=["block"]),
         )
+        if kind == "mf":
+            return MatrixFactorization(
+                loss="bpr", n_components=4, max_iter=30, batch_size=32,
+                learning_rate_init=0.01, alpha=1e-4, random_state=0, **attributes,
+            )
+        cls = AttentionRecommender if kind == "attention" else LSTMRecommender
+        return cls(embedding_dim=16, max_iter=30, batch_size=8, learning_rate_init=0.01,
+                   random_state=0, **attributes)
 
     common.test_recommend_contract(model(np.arange(n_users), np.arange(n_items)), (X, table))
     common.test_recommend_contract_raw_ids(

@@ -471,3 +471,32 @@ def test_sparse_solver_refusals(small):
             loss="bce", solver="sparse_adam",
             differential_privacy=DifferentialPrivacy(epsilon=5.0), **FAST,
         ).fit(small)
+
+
+def test_training_rows_with_the_user_token_target():
+    """first_targets: a leading target column, the first item of the row
+    that opens the history; one-item histories give a row too."""
+    from sklearn_recsys._sequence_data import training_sequences
+
+    flat = np.array([10, 11, 12, 13, 14, 20, 30, 31, 32])  # users 0, 1, 2 (and 3: none)
+    indptr = np.array([0, 5, 6, 9, 9])
+    users, seqs, targets, n_train = training_sequences(flat, indptr, 3)
+    assert list(users) == [0, 0, 2]  # user 1 (one item) and 3 (none): no row
+    users, seqs, targets, n_train, weights = training_sequences(
+        flat, indptr, 3, valid_users=[2], first_targets=True,
+        flat_weights=np.arange(9, dtype=np.float32),
+    )
+    assert list(users) == [0, 0, 1, 2, 2] and n_train == 4
+    assert targets.shape == (5, 4) and weights.shape == (5, 4)
+    # user 0: windows of targets [12, 13, 14] (most recent first) and [11]
+    np.testing.assert_array_equal(targets[0], [0, 13, 14, 15])
+    np.testing.assert_array_equal(targets[1], [11, 0, 0, 12])
+    np.testing.assert_array_equal(seqs[1], [0, 0, 11])
+    # user 1: no input, its one item the token's target
+    np.testing.assert_array_equal(seqs[2], [0, 0, 0])
+    np.testing.assert_array_equal(targets[2], [21, 0, 0, 0])
+    assert weights[2, 0] == 5
+    # user 2: training row ends before its last item, which validates
+    np.testing.assert_array_equal(targets[3], [31, 0, 0, 32])
+    np.testing.assert_array_equal(targets[4], [0, 0, 0, 33])
+    assert weights[4, -1] == 8 and weights[4, 0] == 0
