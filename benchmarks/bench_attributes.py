@@ -17,16 +17,18 @@ Sections (``--section``, default all):
 
 * ``cold-users`` (ML-100K): 20% of the users (seeded) held out entirely; the
   models train on the others' interactions, with every user's attributes;
-  each held-out user's items are ranked among all items (none seen).
+  each held-out user's items are ranked among all items (none seen). The
+  sequence models (seed 0) rank them from the state of the user token.
 * ``cold-items`` (ML-100K and latest-small): 20% of the items held out
   entirely; the models train on the other items' interactions, with every
   item's attributes; for each user, the held-out items they rated are ranked
   among the held-out items only.
 * ``warm`` (ML-100K and latest-small): ``UserHoldout(test_size=0.2,
-  random_state=0)`` as ``bench_peers.py``; MF with and without attributes
-  (mean and standard deviation over seeds 0-2: the difference is of the
-  order of the seed-to-seed spread), the attention model with and without
-  item attributes (seed 0).
+  random_state=0)`` as ``bench_peers.py``; MF and the attention model
+  without attributes, with item attributes, and with user and item
+  attributes where the data set has user attributes (ML-100K): mean and
+  standard deviation over seeds 0-2 (the differences are of the order of
+  the seed-to-seed spread).
 * ``validation``: the choice of ``id_dropout``: the cold-user protocol on a
   validation split of the ML-100K training users, the cold-item protocol on
   a validation split of the training items of both data sets, and the warm
@@ -37,13 +39,18 @@ Usage (from the repository root; one thread)::
 
     OMP_NUM_THREADS=1 python benchmarks/bench_attributes.py
     OMP_NUM_THREADS=1 python benchmarks/bench_attributes.py --section validation
+    OMP_NUM_THREADS=1 python benchmarks/bench_attributes.py --section warm --datasets latest-small
     OMP_NUM_THREADS=1 python benchmarks/bench_attributes.py --quick  # ML-100K, 1 seed, no attention
+
+A run of some sections or data sets replaces their results only.
 
 Results: markdown tables on stdout and ``benchmarks/results/attributes.json``.
 """
 
 import argparse
+import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -51,6 +58,7 @@ import scipy.sparse as sp
 import torch
 
 from _harness import (
+    RESULTS_DIR,
     Timer,
     add_common_arguments,
     describe_environment,
@@ -60,7 +68,13 @@ from _harness import (
     set_threads,
     write_json,
 )
-from sklearn_recsys import AttentionRecommender, Attributes, MatrixFactorization, Popularity
+from sklearn_recsys import (
+    AttentionRecommender,
+    Attributes,
+    LSTMRecommender,
+    MatrixFactorization,
+    Popularity,
+)
 from sklearn_recsys._attributes import AttributeEncoder
 from sklearn_recsys.metrics import ndcg_at_k
 from sklearn_recsys.model_selection import UserHoldout
@@ -203,7 +217,8 @@ def fit_ours(est, train, name):
 # -- sections -------------------------------------------------------------------------
 
 
-def cold_users(bunch, dropouts=(None,), seed=0, validation=False, lightfm=True):
+def cold_users(bunch, dropouts=(None,), seed=0, validation=False, lightfm=True,
+               sequences=True):
     """Rows of the cold-user protocol (users held out entirely)."""
     X = bunch.interactions[["user", "item"]]
     users = np.unique(X["user"])
@@ -230,10 +245,24 @@ def cold_users(bunch, dropouts=(None,), seed=0, validation=False, lightfm=True):
                          ndcg=ndcg_of_lists(mf.recommend(test_users, K)[0], test,
                                             test_users, items), fit_s=t.elapsed))
         print(rows[-1], flush=True)
+    if sequences and not validation:
+        # the sequence models read the held-out users' attribute tokens alone
+        timed = bunch.interactions.loc[train.index, ["user", "item", "timestamp"]]
+        for cls in (AttentionRecommender, LSTMRecommender):
+            est = cls(time_col="timestamp", user_attributes=ua, random_state=seed)
+            with Timer() as t:
+                est.fit(timed)
+            rows.append(dict(model=f"{SHORT[cls]} + user attributes",
+                             ndcg=ndcg_of_lists(est.recommend(test_users, K)[0], test,
+                                                test_users, items), fit_s=t.elapsed))
+            print(rows[-1], flush=True)
     if lightfm and not validation:
         rows += lightfm_rows("user", feature_matrix(ua, users), train, test, users, items,
                              test_users, items)
     return rows
+
+
+SHORT = {AttentionRecommender: "Attention", LSTMRecommender: "LSTM"}
 
 
 def cold_items(bunch, configs=COLD_ITEM_MODELS, seed=0, validation=False, lightfm=True):
@@ -274,7 +303,7 @@ def cold_items(bunch, configs=COLD_ITEM_MODELS, seed=0, validation=False, lightf
 
 def warm(bunch, variant, dropouts=(None,), seeds=(0, 1, 2), validation=False,
          attention=True):
-    """MF (mean over ``seeds``) and attention (first seed) with and without attributes."""
+    """MF and attention (means over ``seeds``) with and without attributes."""
     X = bunch.interactions[["user", "item"]]
     a, b = next(UserHoldout(test_size=0.2, random_state=0).split(X))
     train, test = X.iloc[a], X.iloc[b]
@@ -286,36 +315,41 @@ def warm(bunch, variant, dropouts=(None,), seeds=(0, 1, 2), validation=False,
     ia = item_attributes(bunch)
     ua = user_attributes(bunch)
     rows = []
+    sides = [{"item_attributes": ia}]
+    if ua is not None:
+        sides.append({"user_attributes": ua, "item_attributes": ia})
     configs = [("MF softmax", {})]
     for p in dropouts:
         extra = {} if p is None else {"id_dropout": p}
-        configs.append(("MF softmax + attributes",
-                        dict(user_attributes=ua, item_attributes=ia, **extra)))
+        configs += [("MF softmax + attributes", dict(**side, **extra)) for side in sides]
+    factory = lambda params, seed: MatrixFactorization(  # noqa: E731
+        loss="softmax", random_state=seed, **params)
     for name, params in configs:
-        scores, times = [], []
-        for seed in seeds:
-            mf, t = fit_ours(MatrixFactorization(loss="softmax", random_state=seed, **params),
-                             train, name)
-            scores.append(ndcg_of_lists(mf.recommend(users, K)[0], test, users, items))
-            times.append(t.elapsed)
-        rows.append(dict(model=name, attributes=_describe(params), seeds=len(seeds),
-                         ndcg=float(np.mean(scores)), ndcg_std=float(np.std(scores)),
-                         ndcg_per_seed=[round(v, 4) for v in scores],
-                         fit_s=float(np.mean(times))))
-        print(rows[-1], flush=True)
+        rows.append(_over_seeds(name, params, factory, train, test, users, items, seeds))
     if attention:
-        Xt = bunch.interactions[["user", "item", "timestamp"]]
-        tr = Xt.loc[train.index]
-        for name, params in (("Attention", {}),
-                             ("Attention + item attributes", {"item_attributes": ia})):
-            est = AttentionRecommender(time_col="timestamp", random_state=seeds[0], **params)
-            with Timer() as t:
-                est.fit(tr)
-            rows.append(dict(model=name, attributes=_describe(params), seeds=1,
-                             ndcg=ndcg_of_lists(est.recommend(users, K)[0], test, users,
-                                                items), fit_s=t.elapsed))
-            print(rows[-1], flush=True)
+        tr = bunch.interactions.loc[train.index, ["user", "item", "timestamp"]]
+        factory = lambda params, seed: AttentionRecommender(  # noqa: E731
+            time_col="timestamp", random_state=seed, **params)
+        for params in [{}, *sides]:
+            name = "Attention" + (" + attributes" if params else "")
+            rows.append(_over_seeds(name, params, factory, tr, test, users, items, seeds))
     return rows
+
+
+def _over_seeds(name, params, factory, train, test, users, items, seeds):
+    """The row of one configuration: NDCG@10 mean, std and per seed."""
+    scores, times = [], []
+    for seed in seeds:
+        est = factory(params, seed)
+        with Timer() as t:
+            est.fit(train)
+        scores.append(ndcg_of_lists(est.recommend(users, K)[0], test, users, items))
+        times.append(t.elapsed)
+    row = dict(model=name, attributes=_describe(params), seeds=len(seeds),
+               ndcg=float(np.mean(scores)), ndcg_std=float(np.std(scores)),
+               ndcg_per_seed=[round(v, 4) for v in scores], fit_s=float(np.mean(times)))
+    print(row, flush=True)
+    return row
 
 
 def _describe(params):
@@ -329,13 +363,16 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--section", choices=["all", "cold-users", "cold-items", "warm",
                                               "validation"], default="all")
+    parser.add_argument("--datasets", nargs="+", choices=["100k", "latest-small"],
+                        help="data sets of the cold-item and warm sections (default: "
+                             "both); the results of the others are kept")
     add_common_arguments(parser)
     args = parser.parse_args(argv)
     set_threads(args.threads)
     env = describe_environment()
     print(format_environment(env), flush=True)
-    variants = ("100k",) if args.quick else ("100k", "latest-small")
-    data = {v: load_movielens(v, args.data_home) for v in variants}
+    variants = ("100k",) if args.quick else tuple(args.datasets or ("100k", "latest-small"))
+    data = {v: load_movielens(v, args.data_home) for v in {"100k", *variants}}
     seeds = (0,) if args.quick else (0, 1, 2)
     if data["100k"] is None:
         return 0
@@ -361,25 +398,38 @@ def main(argv=None):
         write_json("attributes_validation", {"environment": env, "rows": rows},
                    path=args.output)
         return 0
+    out["cold_items"], out["warm"] = {}, {}
     if args.section in ("all", "cold-users"):
-        out["cold_users"] = cold_users(data["100k"])
+        out["cold_users"] = cold_users(data["100k"], sequences=not args.quick)
         print_table("Cold-start users, ML-100K (NDCG@10)", out["cold_users"])
-    if args.section in ("all", "cold-items"):
-        out["cold_items"] = {}
-        for variant, bunch in data.items():
-            if bunch is not None:
-                out["cold_items"][variant] = cold_items(bunch)
-                print_table(f"Cold-start items, {variant} (NDCG@10)",
-                            out["cold_items"][variant])
-    if args.section in ("all", "warm"):
-        out["warm"] = {}
-        for variant, bunch in data.items():
-            if bunch is not None:
-                out["warm"][variant] = warm(bunch, variant, seeds=seeds,
-                                            attention=not args.quick)
-                print_table(f"Warm, {variant} (NDCG@10)", out["warm"][variant])
-    write_json("attributes", out, path=args.output)
+    for variant in variants:
+        bunch = data[variant]
+        if bunch is None:
+            continue
+        if args.section in ("all", "cold-items"):
+            out["cold_items"][variant] = cold_items(bunch)
+            print_table(f"Cold-start items, {variant} (NDCG@10)", out["cold_items"][variant])
+        if args.section in ("all", "warm"):
+            out["warm"][variant] = warm(bunch, variant, seeds=seeds, attention=not args.quick)
+            print_table(f"Warm, {variant} (NDCG@10)", out["warm"][variant])
+    write_json("attributes", _merged(out, args), path=args.output)
     return 0
+
+
+def _merged(out, args):
+    """``out`` over the results already written: a run of some sections or data
+    sets replaces those only (each run's command is listed in ``runs``)."""
+    path = Path(args.output) if args.output else RESULTS_DIR / "attributes.json"
+    old = json.loads(path.read_text()) if path.exists() else {}
+    merged = {k: old[k] for k in ("cold_users", "cold_items", "warm", "runs") if k in old}
+    merged.update({k: v for k, v in out.items() if k not in ("cold_items", "warm")})
+    for key in ("cold_items", "warm"):
+        merged[key] = {**merged.get(key, {}), **out[key]}
+    merged["runs"] = [*merged.get("runs", []), {
+        "command": " ".join(["python", *sys.argv]), "section": args.section,
+        "datasets": list(out["cold_items"] or out["warm"]),
+    }]
+    return merged
 
 
 if __name__ == "__main__":
