@@ -204,13 +204,6 @@ class BiasedMF(LinearItemScorer):
         M), neg (B, K), penalty, pos_items, pos_values, sample)``, the
         penalty ``|p_u|^2`` plus the ``shared_weights``-weighted mean squared
         norm of the sampled items (an estimate of the catalogue's mean).
-
-        With user attributes, the two batches of whole users (``targets``
-        or ``pos_items``) also train every user's attribute part alone: each
-        user appears twice, with its whole representation and with its
-        attributes only (the rows of the outputs are doubled), so that users
-        without interactions are scored by an attribute part trained for it,
-        while the whole representations train as without attributes.
         """
         u = self.user_representation(users)
         if pos_items is not None:  # whole users against a shared sample
