@@ -43,6 +43,7 @@ from ._objectives import (
     SharedNegatives,
     UserRowSample,
     UserRowTargets,
+    UserTokenTargets,
     per_user_split,
     popularity_log_q,
     positive_keys,
@@ -1015,8 +1016,9 @@ class SequenceRecommender(NeuralRecommender):
                 f"{fit.n_items} items)."
             )
         with_users = self.user_attributes is not None  # the user token's targets
+        valid_users = self._validation_users(counts, fit)
         users, seqs, targets, n_train, *weights = training_sequences(
-            flat, indptr, self.max_len, self._validation_users(counts, fit), *flat_weights,
+            flat, indptr, self.max_len, valid_users, *flat_weights,
             first_targets=with_users,
         )
         targets = torch.as_tensor(targets, device=device)
@@ -1050,6 +1052,13 @@ class SequenceRecommender(NeuralRecommender):
                 ),
                 fit.n_items, self._resolved_negatives(fit) if self.loss == "bce" else 0,
                 keep_users=with_users,
+            )
+        if with_users:  # the user token learns an item of its user at every batch
+            train_ends = indptr[1:] - np.isin(np.arange(fit.n_users), valid_users)
+            sampler = UserTokenTargets(
+                torch.as_tensor(flat, device=device),
+                torch.as_tensor(indptr[:-1], device=device),
+                torch.as_tensor(train_ends - indptr[:-1], device=device), then=sampler,
             )
         fitted = {"_history_items": flat, "_history_indptr": indptr}
         return TrainingData(dataset, valid, sampler, fitted)

@@ -21,6 +21,7 @@ __all__ = [
     "SharedNegatives",
     "UserRowSample",
     "SequenceNegativeSampler",
+    "UserTokenTargets",
     "UserRowTargets",
     "per_user_split",
     "RecommenderLoss",
@@ -107,6 +108,44 @@ class SequenceNegativeSampler(NegativeSampler):
             negs = self.sample(users.repeat_interleave(length), generator)
             batch["neg_items"] = negs.view(batch_size, length, self.n_negatives)
         return batch
+
+
+class UserTokenTargets:
+    """Targets of the user token: an item of each row's user, drawn per batch.
+
+    The batch transform of the sequence encoders reading user attributes:
+    column 0 of ``targets`` (the target of the user token, read before any
+    item) becomes an item drawn uniformly from the row user's training
+    history, anew at every batch, so that the token's state learns the
+    distribution of its users' items -- what scores users known by their
+    attributes alone. Rows whose column 0 is 0 (validation rows) keep it.
+    ``then`` (another batch transform, e.g. the negative sampler) follows.
+
+    Parameters
+    ----------
+    flat : torch.Tensor of shape (n_interactions,)
+        The training histories' items (0-based), grouped by user.
+    starts, counts : torch.Tensor of shape (n_users,)
+        Where each user's training history starts in ``flat``, and its length.
+    then : callable, default=None
+    """
+
+    def __init__(self, flat, starts, counts, then=None):
+        self.flat = flat
+        self.starts = starts
+        self.counts = counts
+        self.then = then
+
+    def __call__(self, batch, generator):
+        users = batch["users"]
+        counts = self.counts[users]
+        draw = torch.rand(users.shape, generator=generator, device=users.device)
+        offset = torch.minimum((draw * counts).long(), (counts - 1).clamp(min=0))
+        index = (self.starts[users] + offset).clamp(max=max(len(self.flat) - 1, 0))
+        targets = batch["targets"].clone()  # a view of the dataset for slices
+        targets[:, 0] = torch.where(targets[:, 0] > 0, self.flat[index] + 1, targets[:, 0])
+        batch["targets"] = targets
+        return batch if self.then is None else self.then(batch, generator)
 
 
 def popularity_log_q(items, n_items, device, power=0.75):

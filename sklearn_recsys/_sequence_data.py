@@ -119,8 +119,11 @@ def training_sequences(flat, indptr, max_len, valid_users=(), flat_weights=None,
 
     ``first_targets`` (the user token of user attributes): ``targets`` get a
     leading column, the target read before any item: the user's first item
-    in the row that starts the history, 0 elsewhere. A user with a single
-    interaction then gives a row too (no input, that item as the target).
+    in every training row (the fit draws another item of the user at every
+    batch, see :class:`~sklearn_recsys._objectives.UserTokenTargets`), 0 in
+    the validation rows; its weight is the mean weight of the user's
+    interactions. A user with a single interaction then gives a row too (no
+    input, that item as the token's target).
 
     Returns
     -------
@@ -145,11 +148,12 @@ def training_sequences(flat, indptr, max_len, valid_users=(), flat_weights=None,
     if flat_weights is not None:
         weights = left_padded(flat_weights, t_start, t_end, max_len, shift=0)
     if first_targets:
-        opens = t_start == starts[users] + 1  # the row that starts the history
-        first = np.where(opens, flat[starts[users]] + 1, 0)
-        targets = np.c_[first, targets]
-        if weights is not None:
-            weights = np.c_[np.where(opens, flat_weights[starts[users]], 0), weights]
+        targets = np.c_[flat[starts[users]] + 1, targets]
+        if weights is not None:  # the mean weight of the user's interactions
+            counts = ends - starts
+            means = np.bincount(np.repeat(np.arange(n_users), counts), weights=flat_weights,
+                                minlength=n_users) / np.maximum(counts, 1)
+            weights = np.c_[means[users].astype(weights.dtype), weights]
     n_train = len(users)
     valid = np.flatnonzero(is_valid)
     if len(valid):

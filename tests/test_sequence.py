@@ -474,8 +474,9 @@ def test_sparse_solver_refusals(small):
 
 
 def test_training_rows_with_the_user_token_target():
-    """first_targets: a leading target column, the first item of the row
-    that opens the history; one-item histories give a row too."""
+    """first_targets: a leading target column for the user token (the user's
+    first item, redrawn by UserTokenTargets); one-item histories give a row."""
+    from sklearn_recsys._objectives import UserTokenTargets
     from sklearn_recsys._sequence_data import training_sequences
 
     flat = np.array([10, 11, 12, 13, 14, 20, 30, 31, 32])  # users 0, 1, 2 (and 3: none)
@@ -489,14 +490,31 @@ def test_training_rows_with_the_user_token_target():
     assert list(users) == [0, 0, 1, 2, 2] and n_train == 4
     assert targets.shape == (5, 4) and weights.shape == (5, 4)
     # user 0: windows of targets [12, 13, 14] (most recent first) and [11]
-    np.testing.assert_array_equal(targets[0], [0, 13, 14, 15])
+    np.testing.assert_array_equal(targets[0], [11, 13, 14, 15])
     np.testing.assert_array_equal(targets[1], [11, 0, 0, 12])
     np.testing.assert_array_equal(seqs[1], [0, 0, 11])
+    assert weights[0, 0] == weights[1, 0] == 2  # the mean weight of user 0
     # user 1: no input, its one item the token's target
     np.testing.assert_array_equal(seqs[2], [0, 0, 0])
     np.testing.assert_array_equal(targets[2], [21, 0, 0, 0])
-    assert weights[2, 0] == 5
     # user 2: training row ends before its last item, which validates
     np.testing.assert_array_equal(targets[3], [31, 0, 0, 32])
     np.testing.assert_array_equal(targets[4], [0, 0, 0, 33])
     assert weights[4, -1] == 8 and weights[4, 0] == 0
+    # the transform draws the token's target among the user's training items
+    # (user 2: its first two; its last validates), validation rows untouched
+    batch = {"users": torch.as_tensor(users), "targets": torch.as_tensor(targets)}
+    before = batch["targets"].clone()
+    draw = UserTokenTargets(
+        torch.as_tensor(flat), torch.as_tensor(indptr[:-1]), torch.as_tensor([5, 1, 2, 0])
+    )
+    seen = {0: set(), 1: set(), 2: set()}
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(50):
+        out = draw(dict(batch), generator)["targets"]
+        for row in range(4):
+            seen[int(users[row])].add(int(out[row, 0]) - 1)
+        assert out[4, 0] == 0
+        torch.testing.assert_close(out[:, 1:], before[:, 1:])
+    assert seen == {0: {10, 11, 12, 13, 14}, 1: {20}, 2: {30, 31}}
+    torch.testing.assert_close(batch["targets"], before)  # the dataset is untouched

@@ -31,11 +31,11 @@ token* before the items: the weighted sum of the embeddings of the user's
 attribute features (rows ``users`` of the ``user_attributes`` table, the
 last row the unknown user, whose token is zero). The attention reads it as
 a leading token every position attends to; the LSTM reads it first, so
-that it conditions the state the items start from. Its own state predicts
-the user's first item: ``targets`` are then ``(B, 1 + L)``, column 0 the
-target of the token (0 when the window does not start the history), and
-the state of an empty history is the token's, which is how users known by
-their attributes alone are scored.
+that it conditions the state the items start from. Its own state learns
+the user's items: ``targets`` are then ``(B, 1 + L)``, column 0 the target
+of the token (an item of the user; 0 for none), and the state of an empty
+history is the token's, which is how users known by their attributes alone
+are scored.
 
 Padding never influences a real position: the LSTM reads each sequence
 realigned to start at its first item (the padding moved behind the real
