@@ -391,20 +391,23 @@ def attributes():
            "items' genre indicators and release year (numeric, a missing year filled with "
            "the median year). Cold-start users (ML-100K): 20% of the users (seeded) held "
            "out entirely; the models train on the other users' interactions, with every "
-           "user's attributes, and each held-out user's items are ranked among all items. "
+           "user's attributes, and each held-out user's items are ranked among all items "
+           "(the sequence models, seed 0, rank them from the state of their user token). "
            "Cold-start items: 20% of the items held out entirely; the models train on the "
            "other items' interactions, with every item's attributes, and for each user the "
            "held-out items they rated are ranked among the held-out items only. Warm: "
            "`UserHoldout(test_size=0.2, random_state=0)` as in `bench_peers.py`; "
-           f"`MatrixFactorization(loss=\"softmax\")` as mean ± std over "
-           f"{f'seeds 0-{n_seeds - 1}' if n_seeds > 1 else 'seed 0'}, the attention model "
-           "with seed 0. `id_dropout` was chosen on "
+           f"`MatrixFactorization(loss=\"softmax\")` and the attention model as mean ± "
+           f"std over {f'seeds 0-{n_seeds - 1}' if n_seeds > 1 else 'seed 0'}. "
+           "`id_dropout` was chosen on "
            "validation splits of the training data (`results/attributes_validation.json`), "
            "never on the test splits. LightFM: WARP"
            + (f" ({lightfm})" if lightfm else "")
            + ", one thread, given the feature matrix our encoder builds as "
            "`user_features`/`item_features`, with and without its per-id identity "
-           "features. Command: `OMP_NUM_THREADS=1 python benchmarks/bench_attributes.py`.",
+           "features. Command: `OMP_NUM_THREADS=1 python benchmarks/bench_attributes.py` "
+           "(or one `--section` / `--datasets` at a time: each run replaces its own results; "
+           "the runs behind this file are listed in its `runs`).",
            "", "Cold-start users, ML-100K:", ""]
     missing = "Not in this result file (`--section {}` was not run)."
     if d.get("cold_users"):
