@@ -396,49 +396,6 @@ class MatrixFactorization(PairRecommender):
         """
         return self._register("item", item_attributes)
 
-    def _register(self, side, attributes):
-        check_is_fitted(self)
-        if not isinstance(attributes, Attributes):
-            raise TypeError(
-                f"register_{side}s needs an Attributes, got {type(attributes).__name__}."
-            )
-        encoder = self._encoder(side, f"register_{side}s")
-        id_index = getattr(self, f"_{side}_index")
-        ids = self._check_matrix_indices(side, attributes.ids)
-        new = id_index.transform(ids) < 0
-        if new.any() and self._convention == "matrix":
-            raise ValueError(
-                f"This model was fitted on a user x item matrix, whose {side} ids are "
-                f"its {'row' if side == 'user' else 'column'} indices; ids "
-                f"{ids[new][:10].tolist()} are not. register_{side}s can only update "
-                "existing ones here; fit on an interaction table to add ids."
-            )
-        extended = id_index.extended(ids)
-        table = getattr(self._module(), f"{side}_attributes")
-        n_old, n_new = len(id_index), len(extended)
-        index = np.full((n_new + 1, encoder.width), encoder.n_features, dtype=np.int64)
-        weight = np.zeros((n_new + 1, encoder.width), dtype=np.float32)
-        has_id = np.zeros(n_new + 1, dtype=bool)
-        index[:n_old] = table.feature_index[:n_old].cpu().numpy()
-        weight[:n_old] = table.feature_weight[:n_old].cpu().numpy()
-        has_id[:n_old] = table.has_id[:n_old].cpu().numpy()
-        index[extended.transform(ids)], weight[extended.transform(ids)] = encoder.encode(
-            attributes, encoder.width
-        )
-        seen = self._seen
-        if side == "user":
-            indptr = np.r_[seen.indptr, np.full(n_new - n_old, seen.indptr[-1])]
-            seen = sp.csr_array((seen.data, seen.indices, indptr), shape=(n_new, seen.shape[1]))
-        else:
-            seen = sp.csr_array(
-                (seen.data, seen.indices, seen.indptr), shape=(seen.shape[0], n_new)
-            )
-        # everything is built: replace the state at once
-        table.set_rows(index, weight, has_id)
-        setattr(self, f"_{side}_index", extended)
-        self._seen = seen
-        return self
-
     def _user_features(self, reprs):
         if self.architecture == "neumf":
             return reprs[:, : self.n_components]

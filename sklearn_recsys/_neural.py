@@ -366,6 +366,56 @@ class NeuralRecommender(BaseRecommender):
             )
         return encoder
 
+    def _register(self, side, attributes):
+        check_is_fitted(self)
+        if not isinstance(attributes, Attributes):
+            raise TypeError(
+                f"register_{side}s needs an Attributes, got {type(attributes).__name__}."
+            )
+        encoder = self._encoder(side, f"register_{side}s")
+        id_index = getattr(self, f"_{side}_index")
+        ids = self._check_matrix_indices(side, attributes.ids)
+        new = id_index.transform(ids) < 0
+        if new.any() and self._convention == "matrix":
+            raise ValueError(
+                f"This model was fitted on a user x item matrix, whose {side} ids are "
+                f"its {'row' if side == 'user' else 'column'} indices; ids "
+                f"{ids[new][:10].tolist()} are not. register_{side}s can only update "
+                "existing ones here; fit on an interaction table to add ids."
+            )
+        extended = id_index.extended(ids)
+        table = getattr(self._module(), f"{side}_attributes")
+        n_old, n_new = len(id_index), len(extended)
+        index = np.full((n_new + 1, encoder.width), encoder.n_features, dtype=np.int64)
+        weight = np.zeros((n_new + 1, encoder.width), dtype=np.float32)
+        has_id = np.zeros(n_new + 1, dtype=bool)
+        index[:n_old] = table.feature_index[:n_old].cpu().numpy()
+        weight[:n_old] = table.feature_weight[:n_old].cpu().numpy()
+        has_id[:n_old] = table.has_id[:n_old].cpu().numpy()
+        index[extended.transform(ids)], weight[extended.transform(ids)] = encoder.encode(
+            attributes, encoder.width
+        )
+        seen = self._seen
+        if side == "user":
+            indptr = np.r_[seen.indptr, np.full(n_new - n_old, seen.indptr[-1])]
+            seen = sp.csr_array((seen.data, seen.indices, indptr), shape=(n_new, seen.shape[1]))
+        else:
+            seen = sp.csr_array(
+                (seen.data, seen.indices, seen.indptr), shape=(seen.shape[0], n_new)
+            )
+        extra = self._registered_state(side, n_old, n_new)
+        # everything is built: replace the state at once
+        table.set_rows(index, weight, has_id)
+        setattr(self, f"_{side}_index", extended)
+        self._seen = seen
+        for name, value in extra.items():
+            setattr(self, name, value)
+        return self
+
+    def _registered_state(self, side, n_old, n_new):
+        """Fitted state that ``n_new - n_old`` registered ids extend (by name)."""
+        return {}
+
     def _attribute_id_dropout(self):
         """Probability of training an id with its attributes alone (0: never)."""
         return 0.0
@@ -1142,6 +1192,54 @@ class SequenceRecommender(NeuralRecommender):
         if self.user_attributes is not None:
             sizes["n_users"] = fit.n_users
         return sizes
+
+    # -- attributes after fit ----------------------------------------------------
+
+    def register_users(self, user_attributes):
+        """Add users (or replace their attributes) after fit, without retraining.
+
+        New ids join the user space with an empty history: recommended to
+        from the state of their user token. Known ids get their attributes
+        replaced (their token changes; their history stays). Categories
+        unseen at fit add no feature; numeric columns are standardised as
+        at fit. Needs ``user_attributes`` at fit.
+
+        Parameters
+        ----------
+        user_attributes : Attributes
+            Attributes of the users to add or update, with the columns of fit.
+
+        Returns
+        -------
+        self : object
+        """
+        return self._register("user", user_attributes)
+
+    def register_items(self, item_attributes):
+        """Add items (or replace their attributes) after fit, without retraining.
+
+        New ids join the catalogue as items without interactions: scored
+        and recommended from the ridge map of their attributes (as the items
+        of the fit's table without interactions); unknown in histories.
+        Known ids get their attributes replaced. Needs ``item_attributes`` at
+        fit.
+
+        Parameters
+        ----------
+        item_attributes : Attributes
+            Attributes of the items to add or update, with the columns of fit.
+
+        Returns
+        -------
+        self : object
+        """
+        return self._register("item", item_attributes)
+
+    def _registered_state(self, side, n_old, n_new):
+        if side == "item":
+            return {}
+        indptr = self._history_indptr  # new users: empty histories
+        return {"_history_indptr": np.r_[indptr, np.full(n_new - n_old, indptr[-1])]}
 
     # -- user representations ------------------------------------------------------
 

@@ -444,6 +444,42 @@ def test_sequence_user_attributes_with_every_loss_and_same_seed(grouped, cls):
     np.testing.assert_array_equal(a.transform(X), b.transform(X))
 
 
+@pytest.mark.parametrize("cls", [AttentionRecommender, LSTMRecommender])
+def test_sequence_register_users_and_items(grouped, cls, tmp_path):
+    X, users, items = grouped
+    est = cls(embedding_dim=16, max_iter=40, batch_size=8, learning_rate_init=0.02,
+              random_state=0, user_attributes=Attributes(users),
+              item_attributes=Attributes(items)).fit(X)
+    n_users, n_items = len(est.user_ids_), len(est.item_ids_)
+    before = est.recommend(["u0-0", "u1-0"], k=5)
+    new_users = users.iloc[[0, USERS_PER_GROUP, 2 * USERS_PER_GROUP]].set_axis(
+        ["new0", "new1", "new2"])
+    est.register_users(Attributes(new_users))
+    # new users: empty histories, recommended to from their tokens, as
+    # recommend(Attributes(...)) does
+    ids, scores = est.recommend(["new0", "new1", "new2"], k=3)
+    assert (_group(ids) == np.arange(N_GROUPS)[:, None]).mean() >= 2 / 3
+    np.testing.assert_array_equal(ids, est.recommend(Attributes(new_users), k=3)[0])
+    new_items = items.iloc[[0, ITEMS_PER_GROUP]].set_axis(["late0", "late1"])
+    est.register_items(Attributes(new_items))
+    assert len(est.user_ids_) == n_users + 3 and len(est.item_ids_) == n_items + 2
+    ids, scores = est.recommend(["u0-0"], k=n_items + 2, exclude_seen=False)
+    assert {"late0", "late1"} <= set(ids[0]) and np.isfinite(scores).all()
+    # the known users and items score as before
+    after = est.recommend(["u0-0", "u1-0"], k=5, items=est.item_ids_[:n_items])
+    np.testing.assert_array_equal(after[0], before[0])
+    np.testing.assert_allclose(after[1], before[1], rtol=1e-5, atol=1e-5)
+    save(est, tmp_path / "seq.safetensors")
+    restored = load(tmp_path / "seq.safetensors", user_id_key=None)
+    for query in (["new1", "u0-0"], [["i0-1", "late0"]]):
+        np.testing.assert_array_equal(restored.recommend(query, k=5)[0],
+                                      est.recommend(query, k=5)[0])
+    plain = cls(embedding_dim=8, max_iter=1, random_state=0,
+                item_attributes=Attributes(items)).fit(X)
+    with pytest.raises(ValueError, match="fitted without user_attributes"):
+        plain.register_users(Attributes(users))
+
+
 # -- the CNN recommender ----------------------------------------------------------
 
 

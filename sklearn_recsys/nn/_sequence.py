@@ -63,7 +63,8 @@ class _SequenceEncoder(Scorer):
 
     def __init__(self, n_items, embedding_dim, max_len, dropout, tie_weights, init_std,
                  n_item_features=0, item_feature_width=1, standalone_attributes=False,
-                 sparse=False, n_users=0, n_user_features=0, user_feature_width=1):
+                 sparse=False, n_users=0, n_user_features=0, user_feature_width=1,
+                 n_item_rows=None):
         super().__init__()
         if sparse and n_item_features:
             raise ValueError(
@@ -86,8 +87,8 @@ class _SequenceEncoder(Scorer):
         self.item_attributes = None
         if n_item_features:
             self.item_attributes = AttributeEmbedding(
-                n_items, n_item_features, item_feature_width, embedding_dim + 1,
-                standalone_attributes,
+                n_items if n_item_rows is None else n_item_rows, n_item_features,
+                item_feature_width, embedding_dim + 1, standalone_attributes,
             )
         # user attributes: the user token read before the items
         self.user_attributes = None
@@ -112,6 +113,28 @@ class _SequenceEncoder(Scorer):
             self.item_attributes.reset_parameters(0.0)
         if self.user_attributes is not None:
             self.user_attributes.reset_parameters(self.init_std, generator)
+
+    def get_config(self):
+        config = super().get_config()
+        # rows registered after fit (the estimators' register_users/_items)
+        if self.item_attributes is not None:
+            config["n_item_rows"] = self.item_attributes.n_rows
+        if self.user_attributes is not None:
+            config["n_users"] = self.user_attributes.n_rows
+        return config
+
+    @property
+    def n_item_rows(self):
+        """Items scored: ``n_items``, plus items registered with attributes."""
+        return self.n_items if self.item_attributes is None else self.item_attributes.n_rows
+
+    def _own_rows(self, weight):
+        """The ids' own rows ``(n_items, ...)``, zeros appended for the items
+        registered with attributes only."""
+        extra = self.n_item_rows - self.n_items
+        if not extra:
+            return weight
+        return torch.cat([weight, weight.new_zeros(extra, *weight.shape[1:])])
 
     # -- protocol ------------------------------------------------------------
 
@@ -167,7 +190,7 @@ class _SequenceEncoder(Scorer):
         """
         if self.item_attributes is None:
             return self.item_embedding(seqs)
-        own = self.item_embedding.weight[1:]
+        own = self._own_rows(self.item_embedding.weight[1:])
         if self.training:
             own = drop_rows(own, self.item_attributes.id_dropout[:-1])
         table = own + self.item_attributes()[:, :-1]
@@ -183,7 +206,7 @@ class _SequenceEncoder(Scorer):
         if self.item_attributes is None:
             return weight, self.output_bias
         full = self.item_attributes.combined(
-            None, torch.cat([weight, self.output_bias[:, None]], dim=1)
+            None, self._own_rows(torch.cat([weight, self.output_bias[:, None]], dim=1))
         )
         return full[:, :-1], full[:, -1]
 
@@ -291,17 +314,21 @@ class LSTMEncoder(_SequenceEncoder):
         from).
     user_feature_width : int, default=1
         Features per user.
+    n_item_rows : int, default=None
+        Rows of the item attribute table, when items were registered with
+        their attributes after fit (scored from them alone); None:
+        ``n_items``.
     """
 
     def __init__(
         self, n_items, embedding_dim=64, max_len=50, n_layers=2, dropout=0.2,
         tie_weights=True, init_std=0.2, n_item_features=0, item_feature_width=1,
         standalone_attributes=False, sparse=False, n_users=0, n_user_features=0,
-        user_feature_width=1,
+        user_feature_width=1, n_item_rows=None,
     ):
         super().__init__(n_items, embedding_dim, max_len, dropout, tie_weights, init_std,
                          n_item_features, item_feature_width, standalone_attributes, sparse,
-                         n_users, n_user_features, user_feature_width)
+                         n_users, n_user_features, user_feature_width, n_item_rows)
         # One LSTM per layer, with this package's dropout between them (the
         # dropout of a multi-layer nn.LSTM draws from the global generator).
         self.lstm = nn.ModuleList(
@@ -423,13 +450,17 @@ class SelfAttentionEncoder(_SequenceEncoder):
         to.
     user_feature_width : int, default=1
         Features per user.
+    n_item_rows : int, default=None
+        Rows of the item attribute table, when items were registered with
+        their attributes after fit (scored from them alone); None:
+        ``n_items``.
     """
 
     def __init__(
         self, n_items, embedding_dim=64, max_len=50, n_blocks=2, n_heads=1, dropout=0.2,
         tie_weights=True, init_std=0.05, n_item_features=0, item_feature_width=1,
         standalone_attributes=False, sparse=False, n_users=0, n_user_features=0,
-        user_feature_width=1,
+        user_feature_width=1, n_item_rows=None,
     ):
         if embedding_dim % n_heads:
             raise ValueError(
@@ -437,7 +468,7 @@ class SelfAttentionEncoder(_SequenceEncoder):
             )
         super().__init__(n_items, embedding_dim, max_len, dropout, tie_weights, init_std,
                          n_item_features, item_feature_width, standalone_attributes, sparse,
-                         n_users, n_user_features, user_feature_width)
+                         n_users, n_user_features, user_feature_width, n_item_rows)
         self.position_embedding = nn.Embedding(max_len, embedding_dim)
         self.blocks = nn.ModuleList(
             _AttentionBlock(embedding_dim, n_heads, dropout) for _ in range(n_blocks)
