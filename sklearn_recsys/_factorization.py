@@ -20,7 +20,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._attributes import Attributes
 from ._content import ItemContent, _as_image_tensor, _as_text_tensor, _pad_texts
 from ._docs import fill_doc
-from ._neural import PairRecommender
+from ._neural import AttributeRegistration, PairRecommender
 from ._privacy import DifferentialPrivacy
 from .nn import BiasedMF, HybridCNN, NeuMF, SparseDenseAdam
 
@@ -28,7 +28,7 @@ __all__ = ["CNNRecommender", "MatrixFactorization"]
 
 
 @fill_doc
-class MatrixFactorization(PairRecommender):
+class MatrixFactorization(AttributeRegistration, PairRecommender):
     """Matrix factorization recommender trained with PyTorch through skorch.
 
     Biased MF scores a (user, item) pair as
@@ -355,46 +355,6 @@ class MatrixFactorization(PairRecommender):
             negatives = self._resolved_negatives() if self.loss != "mse" else 0
             touched = self._batch_size() * (2 + negatives)
         return n_users + n_items > self._AUTO_SPARSE_ROWS * touched
-
-    # -- attributes after fit ----------------------------------------------------
-
-    def register_users(self, user_attributes):
-        """Add users (or replace their attributes) after fit, without retraining.
-
-        New ids join the user space as users without interactions: scored,
-        recommended to and predicted for from their attributes alone.
-        Known ids get their attributes replaced. Categories unseen at fit
-        add no feature; numeric columns are standardised as at fit.
-
-        Parameters
-        ----------
-        user_attributes : Attributes
-            Attributes of the users to add or update, with the columns of fit.
-
-        Returns
-        -------
-        self : MatrixFactorization
-        """
-        return self._register("user", user_attributes)
-
-    def register_items(self, item_attributes):
-        """Add items (or replace their attributes) after fit, without retraining.
-
-        New ids join the item space as items without interactions: scored
-        and recommended from their attributes alone. Known ids get their
-        attributes replaced. Categories unseen at fit add no feature;
-        numeric columns are standardised as at fit.
-
-        Parameters
-        ----------
-        item_attributes : Attributes
-            Attributes of the items to add or update, with the columns of fit.
-
-        Returns
-        -------
-        self : MatrixFactorization
-        """
-        return self._register("item", item_attributes)
 
     def _user_features(self, reprs):
         if self.architecture == "neumf":

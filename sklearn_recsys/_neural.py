@@ -699,6 +699,50 @@ class NeuralRecommender(BaseRecommender):
         )
 
 
+class AttributeRegistration:
+    """``register_users`` / ``register_items`` of the models reading attributes."""
+
+    def register_users(self, user_attributes):
+        """Add users (or replace their attributes) after fit, without retraining.
+
+        New ids join the user space as users without interactions (for the
+        sequence models, with an empty history): scored and recommended to
+        from their attributes alone. Known ids get their attributes
+        replaced. Categories unseen at fit add no feature; numeric columns
+        are standardised as at fit. Needs ``user_attributes`` at fit.
+
+        Parameters
+        ----------
+        user_attributes : Attributes
+            Attributes of the users to add or update, with the columns of fit.
+
+        Returns
+        -------
+        self : object
+        """
+        return self._register("user", user_attributes)
+
+    def register_items(self, item_attributes):
+        """Add items (or replace their attributes) after fit, without retraining.
+
+        New ids join the item space as items without interactions: scored
+        and recommended from their attributes alone. Known ids get their
+        attributes replaced. Categories unseen at fit add no feature;
+        numeric columns are standardised as at fit. Needs
+        ``item_attributes`` at fit.
+
+        Parameters
+        ----------
+        item_attributes : Attributes
+            Attributes of the items to add or update, with the columns of fit.
+
+        Returns
+        -------
+        self : object
+        """
+        return self._register("item", item_attributes)
+
+
 class PairRecommender(NeuralRecommender):
     """Shared by recommenders trained on (user, item, target) rows.
 
@@ -958,7 +1002,7 @@ class PairRecommender(NeuralRecommender):
 _ENCODE_BLOCK = 256
 
 
-class SequenceRecommender(NeuralRecommender):
+class SequenceRecommender(AttributeRegistration, NeuralRecommender):
     """Shared training data, history handling and scoring of the sequential models.
 
     Fitted state besides ``net_``: the ordered training histories, so that a
@@ -1194,46 +1238,6 @@ class SequenceRecommender(NeuralRecommender):
         return sizes
 
     # -- attributes after fit ----------------------------------------------------
-
-    def register_users(self, user_attributes):
-        """Add users (or replace their attributes) after fit, without retraining.
-
-        New ids join the user space with an empty history: recommended to
-        from the state of their user token. Known ids get their attributes
-        replaced (their token changes; their history stays). Categories
-        unseen at fit add no feature; numeric columns are standardised as
-        at fit. Needs ``user_attributes`` at fit.
-
-        Parameters
-        ----------
-        user_attributes : Attributes
-            Attributes of the users to add or update, with the columns of fit.
-
-        Returns
-        -------
-        self : object
-        """
-        return self._register("user", user_attributes)
-
-    def register_items(self, item_attributes):
-        """Add items (or replace their attributes) after fit, without retraining.
-
-        New ids join the catalogue as items without interactions: scored
-        and recommended from the ridge map of their attributes (as the items
-        of the fit's table without interactions); unknown in histories.
-        Known ids get their attributes replaced. Needs ``item_attributes`` at
-        fit.
-
-        Parameters
-        ----------
-        item_attributes : Attributes
-            Attributes of the items to add or update, with the columns of fit.
-
-        Returns
-        -------
-        self : object
-        """
-        return self._register("item", item_attributes)
 
     def _registered_state(self, side, n_old, n_new):
         if side == "item":
