@@ -29,6 +29,10 @@ Sections (``--section``, default all):
   attributes where the data set has user attributes (ML-100K): mean and
   standard deviation over seeds 0-2 (the differences are of the order of
   the seed-to-seed spread).
+* ``warm-splits`` (not part of ``all``): MF without attributes, with item
+  attributes, and with user and item attributes, over the warm test splits
+  of ``UserHoldout`` seeds 0-2 (each with model seeds 0-2): one split moves
+  NDCG@10 as much as the attributes do.
 * ``validation``: the choice of ``id_dropout``: the cold-user protocol on a
   validation split of the ML-100K training users, the cold-item protocol on
   a validation split of the training items of both data sets, and the warm
@@ -336,6 +340,42 @@ def warm(bunch, variant, dropouts=(None,), seeds=(0, 1, 2), validation=False,
     return rows
 
 
+def warm_splits(bunch, splits=(0, 1, 2), seeds=(0, 1, 2)):
+    """MF with and without attributes over several warm test splits.
+
+    One split's NDCG@10 moves with the split as much as attributes move it:
+    ``UserHoldout(test_size=0.2, random_state=s)`` for each ``s`` of
+    ``splits``, every seed of ``seeds`` on each; the mean over all fits,
+    their std, and each split's mean over the seeds.
+    """
+    X = bunch.interactions[["user", "item"]]
+    items = np.unique(X["item"])
+    ia, ua = item_attributes(bunch), user_attributes(bunch)
+    configs = [("MF softmax", {}), ("MF softmax + attributes", {"item_attributes": ia})]
+    if ua is not None:
+        configs.append(("MF softmax + attributes",
+                        {"user_attributes": ua, "item_attributes": ia}))
+    parts = []
+    for split in splits:
+        a, b = next(UserHoldout(test_size=0.2, random_state=split).split(X))
+        parts.append((X.iloc[a], X.iloc[b], np.unique(X.iloc[b]["user"])))
+    rows = []
+    for name, params in configs:
+        per_split = [
+            [ndcg_of_lists(MatrixFactorization(loss="softmax", random_state=seed, **params)
+                           .fit(train).recommend(users, K)[0], test, users, items)
+             for seed in seeds]
+            for train, test, users in parts
+        ]
+        row = dict(model=name, attributes=_describe(params), splits=len(splits),
+                   seeds=len(seeds), ndcg=float(np.mean(per_split)),
+                   ndcg_std=float(np.std(per_split)),
+                   ndcg_per_split=[round(float(np.mean(v)), 4) for v in per_split])
+        print(row, flush=True)
+        rows.append(row)
+    return rows
+
+
 def _over_seeds(name, params, factory, train, test, users, items, seeds):
     """The row of one configuration: NDCG@10 mean, std and per seed."""
     scores, times = [], []
@@ -362,7 +402,7 @@ def _describe(params):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--section", choices=["all", "cold-users", "cold-items", "warm",
-                                              "validation"], default="all")
+                                              "warm-splits", "validation"], default="all")
     parser.add_argument("--datasets", nargs="+", choices=["100k", "latest-small"],
                         help="data sets of the cold-item and warm sections (default: "
                              "both); the results of the others are kept")
@@ -399,6 +439,13 @@ def main(argv=None):
                    path=args.output)
         return 0
     out["cold_items"], out["warm"] = {}, {}
+    if args.section == "warm-splits":
+        out["warm_splits"] = {}
+        for variant in variants:
+            if data[variant] is not None:
+                out["warm_splits"][variant] = warm_splits(data[variant], seeds=seeds)
+                print_table(f"Warm over splits, {variant} (NDCG@10)",
+                            out["warm_splits"][variant])
     if args.section in ("all", "cold-users"):
         out["cold_users"] = cold_users(data["100k"], sequences=not args.quick)
         print_table("Cold-start users, ML-100K (NDCG@10)", out["cold_users"])
@@ -421,15 +468,26 @@ def _merged(out, args):
     sets replaces those only (each run's command is listed in ``runs``)."""
     path = Path(args.output) if args.output else RESULTS_DIR / "attributes.json"
     old = json.loads(path.read_text()) if path.exists() else {}
-    merged = {k: old[k] for k in ("cold_users", "cold_items", "warm", "runs") if k in old}
-    merged.update({k: v for k, v in out.items() if k not in ("cold_items", "warm")})
-    for key in ("cold_items", "warm"):
-        merged[key] = {**merged.get(key, {}), **out[key]}
-    merged["runs"] = [*merged.get("runs", []), {
+    keys = ("cold_items", "warm", "warm_splits")
+    merged = {k: old[k] for k in ("cold_users", *keys, "runs") if k in old}
+    merged.update({k: v for k, v in out.items() if k not in keys})
+    for key in keys:
+        merged[key] = {**merged.get(key, {}), **out.get(key, {})}
+    run = {
         "command": " ".join(["python", *sys.argv]), "section": args.section,
-        "datasets": list(out["cold_items"] or out["warm"]),
-    }]
+        "datasets": list(out["cold_items"] or out["warm"] or out.get("warm_splits", {})),
+    }
+    merged["runs"] = [*_still_shown(merged.get("runs", []), run), run]
     return merged
+
+
+def _still_shown(runs, new):
+    """The earlier ``runs`` whose results ``new`` does not replace."""
+    def replaced(run):
+        return new["section"] == "all" or (
+            run["section"] == new["section"] and set(run["datasets"]) <= set(new["datasets"])
+        )
+    return [run for run in runs if not replaced(run)]
 
 
 if __name__ == "__main__":

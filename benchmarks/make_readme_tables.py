@@ -449,8 +449,20 @@ def attributes():
                                   ("ndcg", "NDCG@10 (mean ± std over seeds)"),
                                   ("per_seed", "NDCG@10 per seed"),
                                   ("fit", "fit wall (s, mean per seed)")]) if rows
-            else missing.format("warm"),
-            "", _stamp(d)]
+            else missing.format("warm")]
+    rows = [dict(data=_VARIANT_NAMES.get(v, v), model=r["model"],
+                 attributes=r.get("attributes", ""), fits=f"{r['splits']} x {r['seeds']}",
+                 ndcg=f"{r['ndcg']:.4f} ± {r['ndcg_std']:.4f}",
+                 per_split=", ".join(f"{x:.4f}" for x in r["ndcg_per_split"]))
+            for v, rs in (d.get("warm_splits") or {}).items() for r in rs]
+    if rows:
+        out += ["", "Warm MF over the test splits of `UserHoldout(test_size=0.2, "
+                "random_state=s)`, s = 0-2, each with seeds 0-2 (`--section warm-splits`):",
+                "", markdown_table(rows, [
+                    ("data", "data"), ("model", "model"), ("attributes", "attributes"),
+                    ("fits", "splits x seeds"), ("ndcg", "NDCG@10 (mean ± std)"),
+                    ("per_split", "NDCG@10 per split (mean over seeds)")])]
+    out += ["", _stamp(d)]
     return "\n".join(out)
 
 
