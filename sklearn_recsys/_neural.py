@@ -384,17 +384,19 @@ class NeuralRecommender(BaseRecommender):
                 "existing ones here; fit on an interaction table to add ids."
             )
         extended = id_index.extended(ids)
+        # no table when the attributes encode to no feature at all
         table = getattr(self._module(), f"{side}_attributes")
         n_old, n_new = len(id_index), len(extended)
-        index = np.full((n_new + 1, encoder.width), encoder.n_features, dtype=np.int64)
-        weight = np.zeros((n_new + 1, encoder.width), dtype=np.float32)
-        has_id = np.zeros(n_new + 1, dtype=bool)
-        index[:n_old] = table.feature_index[:n_old].cpu().numpy()
-        weight[:n_old] = table.feature_weight[:n_old].cpu().numpy()
-        has_id[:n_old] = table.has_id[:n_old].cpu().numpy()
-        index[extended.transform(ids)], weight[extended.transform(ids)] = encoder.encode(
-            attributes, encoder.width
-        )
+        if table is not None:
+            index = np.full((n_new + 1, encoder.width), encoder.n_features, dtype=np.int64)
+            weight = np.zeros((n_new + 1, encoder.width), dtype=np.float32)
+            has_id = np.zeros(n_new + 1, dtype=bool)
+            index[:n_old] = table.feature_index[:n_old].cpu().numpy()
+            weight[:n_old] = table.feature_weight[:n_old].cpu().numpy()
+            has_id[:n_old] = table.has_id[:n_old].cpu().numpy()
+            index[extended.transform(ids)], weight[extended.transform(ids)] = (
+                encoder.encode(attributes, encoder.width)
+            )
         seen = self._seen
         if side == "user":
             indptr = np.r_[seen.indptr, np.full(n_new - n_old, seen.indptr[-1])]
@@ -405,7 +407,8 @@ class NeuralRecommender(BaseRecommender):
             )
         extra = self._registered_state(side, n_old, n_new)
         # everything is built: replace the state at once
-        table.set_rows(index, weight, has_id)
+        if table is not None:
+            table.set_rows(index, weight, has_id)
         setattr(self, f"_{side}_index", extended)
         self._seen = seen
         for name, value in extra.items():
@@ -1109,7 +1112,7 @@ class SequenceRecommender(AttributeRegistration, NeuralRecommender):
                 f"has at most one (n_users = {fit.n_users}, n_features = "
                 f"{fit.n_items} items)."
             )
-        with_users = self.user_attributes is not None  # the user token's targets
+        with_users = self._reads_user_tokens()  # the user token's targets
         valid_users = self._validation_users(counts, fit)
         users, seqs, targets, n_train, *weights = training_sequences(
             flat, indptr, self.max_len, valid_users, *flat_weights,
@@ -1229,6 +1232,14 @@ class SequenceRecommender(AttributeRegistration, NeuralRecommender):
         read = positions + negatives if loss == "sampled_softmax" else positions * (1 + negatives)
         return fit.n_items > self._AUTO_SPARSE_ROWS * read
 
+    def _reads_user_tokens(self):
+        """Whether the encoder reads user tokens: user attributes with features
+        (a table whose columns are all empty encodes to none)."""
+        return (
+            self.user_attributes is not None
+            and AttributeEncoder(self.user_attributes).n_features > 0
+        )
+
     def _attribute_sizes_of(self, fit, training):
         """The encoder's attribute sizes: the user table's rows with user
         attributes, the standalone map with item attributes."""
@@ -1278,7 +1289,8 @@ class SequenceRecommender(AttributeRegistration, NeuralRecommender):
         """States of known users after their training history.
 
         Index ``n_users`` (an unknown user under ``"fallback"``) gets the
-        zero state: scores then come from the item biases alone.
+        state of the empty history (zero; with user attributes, that of the
+        unknown user's zero token).
         """
         users_idx = np.asarray(users_idx, dtype=np.int64)
         indptr = np.r_[self._history_indptr, self._history_indptr[-1]]
@@ -1293,10 +1305,13 @@ class SequenceRecommender(AttributeRegistration, NeuralRecommender):
         encoder = self._encoder("user", "recommend(Attributes(...))")
         index, weight = encoder.encode(attributes, encoder.width)
         module, device = self._module(), self._device()
-        with module.scoring():
-            tokens = module.user_attributes.embed(
-                torch.as_tensor(index, device=device), torch.as_tensor(weight, device=device)
-            )
+        tokens = None  # attributes without any feature: no token, the empty state
+        if module.user_attributes is not None:
+            with module.scoring():
+                tokens = module.user_attributes.embed(
+                    torch.as_tensor(index, device=device),
+                    torch.as_tensor(weight, device=device),
+                )
         empty = np.zeros(len(index) + 1, dtype=np.int64)
         return self._encode(np.zeros(0, dtype=np.int64), empty, user_tokens=tokens)
 

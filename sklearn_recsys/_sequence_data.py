@@ -122,7 +122,7 @@ def training_sequences(flat, indptr, max_len, valid_users=(), flat_weights=None,
     in every training row (the fit draws another item of the user at every
     batch, see :class:`~sklearn_recsys._objectives.UserTokenTargets`), 0 in
     the validation rows; its weight is the mean weight of the user's
-    interactions. A user with a single interaction then gives a row too (no
+    training interactions. A user with a single interaction then gives a row too (no
     input, that item as the token's target).
 
     Returns
@@ -133,7 +133,8 @@ def training_sequences(flat, indptr, max_len, valid_users=(), flat_weights=None,
     n_train : int
         Number of training rows.
     weights : ndarray of shape (n_rows, max_len)
-        Only with ``flat_weights``: the weight of each target.
+        Only with ``flat_weights``: the weight of each target (``max_len + 1``
+        columns with ``first_targets``).
     """
     n_users = len(indptr) - 1
     starts, ends = indptr[:-1].copy(), indptr[1:].copy()
@@ -149,9 +150,11 @@ def training_sequences(flat, indptr, max_len, valid_users=(), flat_weights=None,
         weights = left_padded(flat_weights, t_start, t_end, max_len, shift=0)
     if first_targets:
         targets = np.c_[flat[starts[users]] + 1, targets]
-        if weights is not None:  # the mean weight of the user's interactions
-            counts = ends - starts
-            means = np.bincount(np.repeat(np.arange(n_users), counts), weights=flat_weights,
+        if weights is not None:  # the mean weight of the user's training items
+            counts = ends - is_valid - starts
+            owner = np.repeat(np.arange(n_users), ends - starts)
+            training = np.arange(len(flat)) < (ends - is_valid)[owner]
+            means = np.bincount(owner[training], weights=flat_weights[training],
                                 minlength=n_users) / np.maximum(counts, 1)
             weights = np.c_[means[users].astype(weights.dtype), weights]
     n_train = len(users)

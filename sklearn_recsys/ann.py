@@ -93,7 +93,8 @@ def _item_terms(module, items):
     """``(vectors, offset)`` of ``items``: ``score = user_repr @ vectors.T + offset``."""
     if isinstance(module, LinearItemScorer):
         return module.item_linear_terms(items)
-    return module.item_embeddings()[items], module.output_bias[items]
+    weight, bias = module._output_terms()  # with attributes and registered items
+    return weight[items], bias[items]
 
 
 def _check_linear(module):

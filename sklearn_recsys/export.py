@@ -19,14 +19,18 @@ dynamic (any number of users, one included):
   ``handle_unknown="fallback"`` scores it (biases only for the factorization
   models, the empty history for the sequence models). The default for
   :class:`~sklearn_recsys.MatrixFactorization` and
-  :class:`~sklearn_recsys.CNNRecommender`; the sequence models accept it too
-  (the graph then holds each user's training history).
-* ``inputs="sequences"`` (sequence models only, their default) -- input
-  ``sequences`` of shape ``(batch, max_len)``: each row a history encoded as
-  the estimators encode them, item index + 1 (the index in
-  ``estimator.item_ids_``, shifted so that 0 is padding), most recent item
-  last, left-padded with 0, only the ``max_len`` most recent items kept. A
-  row of zeros is the empty history (an unknown user).
+  :class:`~sklearn_recsys.CNNRecommender`, and for the sequence models fitted
+  with ``user_attributes``; the other sequence models accept it too (the
+  graph then holds each user's training history, and user token).
+* ``inputs="sequences"`` (sequence models only, the default of those without
+  ``user_attributes``) -- input ``sequences`` of shape ``(batch, max_len)``:
+  each row a history encoded as the estimators encode them, item index + 1
+  (the index in ``estimator.item_ids_``, shifted so that 0 is padding), most
+  recent item last, left-padded with 0, only the ``max_len`` most recent
+  items kept. A row of zeros is the empty history (an unknown user). Each
+  history is read as a new user's: with ``user_attributes``, after the
+  unknown user's (zero) token, as ``recommend`` reads histories of new
+  users; known users are scored with their own tokens by ``"users"``.
 
 Raw ids map to indices through ``estimator.user_ids_`` and
 ``estimator.item_ids_`` (index ``i`` is the id ``user_ids_[i]``); for a model
@@ -215,8 +219,9 @@ def _resolve_inputs(estimator, inputs):
             f"inputs must be one of {', '.join(map(repr, _INPUTS))}; got {inputs!r}."
         )
     sequential = isinstance(estimator, SequenceRecommender)
-    if inputs == "auto":
-        return "sequences" if sequential else "users"
+    if inputs == "auto":  # user tokens: the users' own, by index
+        tokens = sequential and estimator._module().user_attributes is not None
+        return "sequences" if sequential and not tokens else "users"
     if inputs == "sequences" and not sequential:
         raise ValueError(
             f"inputs='sequences' reads item histories, which only the sequence "
@@ -349,8 +354,9 @@ AttentionRecommender
         What the graph reads. ``"users"``: int64 user indices of shape
         ``(batch,)``, index ``n_users`` for an unknown user. ``"sequences"``
         (sequence models only): int64 encoded histories of shape
-        ``(batch, max_len)``. ``"auto"``: ``"sequences"`` for the sequence
-        models, ``"users"`` for the others.
+        ``(batch, max_len)``, read as new users' histories. ``"auto"``:
+        ``"sequences"`` for the sequence models without ``user_attributes``,
+        ``"users"`` for the others.
     scores : {"predict", "raw"}, default="predict"
         What the graph returns. ``"predict"``: the values ``predict``
         returns (post-processed: sigmoid, log-softmax or log-sigmoid

@@ -411,8 +411,9 @@ def test_sequence_user_attributes(grouped, cls, tmp_path):
             np.testing.assert_allclose(got_scores, exp_scores, rtol=1e-6, atol=1e-6)
     from sklearn_recsys.export import prepare_inputs, to_torch_export
 
-    program = to_torch_export(est, inputs="users")
-    user_idx = prepare_inputs(est, ["u0-0", cold[1]], inputs="users")
+    program = to_torch_export(est)  # "auto": users by index, with their tokens
+    user_idx = prepare_inputs(est, ["u0-0", cold[1]])
+    assert list(user_idx) == ["users"]
     graph_scores = program.module()(torch.as_tensor(user_idx["users"])).numpy()
     item_idx = est._item_index.transform(np.asarray(expected[0][0], dtype=object).ravel())
     np.testing.assert_allclose(
@@ -478,6 +479,38 @@ def test_sequence_register_users_and_items(grouped, cls, tmp_path):
                 item_attributes=Attributes(items)).fit(X)
     with pytest.raises(ValueError, match="fitted without user_attributes"):
         plain.register_users(Attributes(users))
+
+
+@pytest.mark.parametrize("cls", [AttentionRecommender, LSTMRecommender])
+def test_sequence_user_attributes_without_any_feature(grouped, cls):
+    """A table whose only column is empty encodes to no feature: no token."""
+    X, users, _ = grouped
+    empty = Attributes(pd.DataFrame({"g": [None] * len(users)}, index=users.index),
+                       categorical=["g"])
+    est = cls(embedding_dim=8, max_iter=2, random_state=0, user_attributes=empty).fit(X)
+    assert est._module().user_attributes is None
+    ids, scores = est.recommend(Attributes(pd.DataFrame({"g": [None]}, index=["x"]),
+                                           categorical=["g"]), k=3)
+    assert ids.shape == (1, 3) and np.isfinite(scores).all()
+    est.register_users(Attributes(pd.DataFrame({"g": [None]}, index=["y"]),
+                                  categorical=["g"]))
+    assert est.recommend(["y"], k=3)[0].shape == (1, 3)
+
+
+def test_ann_index_of_a_sequence_model_with_registered_items(grouped):
+    """The index reads the attribute-combined item terms, registered items too."""
+    from sklearn_recsys.ann import ApproximateIndex
+
+    pytest.importorskip("hnswlib")
+    X, users, items = grouped
+    est = AttentionRecommender(embedding_dim=8, max_iter=3, random_state=0,
+                               item_attributes=Attributes(items)).fit(X)
+    est.register_items(Attributes(items.iloc[:2].set_axis(["late0", "late1"])))
+    index = ApproximateIndex(est, random_state=0).fit()  # 26 items: exact in practice
+    ids, scores = index.recommend(["u0-0", "u1-0"], k=5)
+    exact_ids, exact_scores = est.recommend(["u0-0", "u1-0"], k=5)
+    np.testing.assert_array_equal(ids, exact_ids)
+    np.testing.assert_allclose(scores, exact_scores, rtol=1e-5, atol=1e-5)
 
 
 # -- the CNN recommender ----------------------------------------------------------

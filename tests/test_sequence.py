@@ -501,6 +501,7 @@ def test_training_rows_with_the_user_token_target():
     np.testing.assert_array_equal(targets[3], [31, 0, 0, 32])
     np.testing.assert_array_equal(targets[4], [0, 0, 0, 33])
     assert weights[4, -1] == 8 and weights[4, 0] == 0
+    assert weights[3, 0] == 6.5  # the mean of its training items' weights only
     # the transform draws the token's target among the user's training items
     # (user 2: its first two; its last validates), validation rows untouched
     batch = {"users": torch.as_tensor(users), "targets": torch.as_tensor(targets)}

@@ -9,8 +9,8 @@ Both share one protocol (after Spotlight's sequence representations):
   (zero at padded positions), used for training on the next item at every
   position;
 * ``user_representation(seqs, users=None) -> (B, d)``: the state after the
-  last item (zero for an empty sequence), i.e. what the model knows about
-  the user;
+  last item (zero for an empty sequence without user attributes), i.e. what
+  the model knows about the user;
 * ``score_all(user_repr, items=None) -> (B, n_candidates)`` and
   ``score_pairs(user_repr, items) -> (B,)``: scores ``h . e_i + b_i`` with
   0-based item indices (no shift), where ``e_i`` are the output item
