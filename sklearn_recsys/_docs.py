@@ -83,8 +83,8 @@ _SEQUENCE_ITEM_ATTRIBUTES = """\
         the user's attribute features, before the user's items (the
         attention as a leading token every position attends to, the LSTM as
         its first input, which conditions the state the items start from),
-        and the token's own state learns the user's items (one drawn from
-        the user's history at every batch). Users of the table without
+        and the token's own state learns the user's items (eight drawn from
+        the user's history per training window at every batch). Users of the table without
         interactions join the users, recommended to from their attributes
         alone (the token's state), and so are new users with
         ``recommend(Attributes(...))``. Histories of new users are read

@@ -114,12 +114,13 @@ class UserTokenTargets:
     """Targets of the user token: an item of each row's user, drawn per batch.
 
     The batch transform of the sequence encoders reading user attributes:
-    column 0 of ``targets`` (the target of the user token, read before any
-    item) becomes an item drawn uniformly from the row user's training
-    history, anew at every batch, so that the token's state learns the
-    distribution of its users' items -- what scores users known by their
-    attributes alone. Rows whose column 0 is 0 (validation rows) keep it.
-    ``then`` (another batch transform, e.g. the negative sampler) follows.
+    the first ``n_targets`` columns of ``targets`` (the targets of the user
+    token, read before any item) become items drawn uniformly, with
+    replacement, from the row user's training history, anew at every batch,
+    so that the token's state learns the distribution of its users' items --
+    what scores users known by their attributes alone. Entries that are 0
+    (validation rows) stay 0. ``then`` (another batch transform, e.g. the
+    negative sampler) follows.
 
     Parameters
     ----------
@@ -127,23 +128,27 @@ class UserTokenTargets:
         The training histories' items (0-based), grouped by user.
     starts, counts : torch.Tensor of shape (n_users,)
         Where each user's training history starts in ``flat``, and its length.
+    n_targets : int, default=1
+        Targets of the token per row.
     then : callable, default=None
     """
 
-    def __init__(self, flat, starts, counts, then=None):
+    def __init__(self, flat, starts, counts, n_targets=1, then=None):
         self.flat = flat
         self.starts = starts
         self.counts = counts
+        self.n_targets = n_targets
         self.then = then
 
     def __call__(self, batch, generator):
-        users = batch["users"]
+        users = batch["users"][:, None].expand(-1, self.n_targets)
         counts = self.counts[users]
         draw = torch.rand(users.shape, generator=generator, device=users.device)
         offset = torch.minimum((draw * counts).long(), (counts - 1).clamp(min=0))
         index = (self.starts[users] + offset).clamp(max=max(len(self.flat) - 1, 0))
         targets = batch["targets"].clone()  # a view of the dataset for slices
-        targets[:, 0] = torch.where(targets[:, 0] > 0, self.flat[index] + 1, targets[:, 0])
+        token = targets[:, : self.n_targets]
+        targets[:, : self.n_targets] = torch.where(token > 0, self.flat[index] + 1, token)
         batch["targets"] = targets
         return batch if self.then is None else self.then(batch, generator)
 

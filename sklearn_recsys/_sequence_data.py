@@ -103,7 +103,7 @@ def training_windows(starts, ends, max_len, min_windows=0):
 
 
 def training_sequences(flat, indptr, max_len, valid_users=(), flat_weights=None,
-                       first_targets=False):
+                       token_targets=0):
     """Training rows (inputs and next-item targets) of every history.
 
     A user with ``c >= 2`` interactions gives ``ceil((c - 1) / max_len)``
@@ -117,46 +117,49 @@ def training_sequences(flat, indptr, max_len, valid_users=(), flat_weights=None,
     ``flat_weights`` (the interactions' sample weights, in the order of
     ``flat``) adds the weight of every target, zero at padded positions.
 
-    ``first_targets`` (the user token of user attributes): ``targets`` get a
-    leading column, the target read before any item: the user's first item
-    in every training row (the fit draws another item of the user at every
-    batch, see :class:`~sklearn_recsys._objectives.UserTokenTargets`), 0 in
-    the validation rows; its weight is the mean weight of the user's
-    training interactions. A user with a single interaction then gives a row too (no
+    ``token_targets`` (the user token of user attributes): ``targets`` get
+    that many leading columns, the targets of the state read before any
+    item: the user's first item in every training row (the fit draws other
+    items of the user at every batch, see
+    :class:`~sklearn_recsys._objectives.UserTokenTargets`), 0 in the
+    validation rows; their weight is the mean weight of the user's training
+    interactions. A user with a single interaction then gives a row too (no
     input, that item as the token's target).
 
     Returns
     -------
     users, seqs, targets : ndarrays of shape (n_rows,), (n_rows, max_len), (n_rows, max_len)
         Training rows first, then the validation rows (``targets`` of
-        ``max_len + 1`` columns with ``first_targets``).
+        ``token_targets + max_len`` columns).
     n_train : int
         Number of training rows.
     weights : ndarray of shape (n_rows, max_len)
-        Only with ``flat_weights``: the weight of each target (``max_len + 1``
-        columns with ``first_targets``).
+        Only with ``flat_weights``: the weight of each target (as many
+        columns as ``targets``).
     """
     n_users = len(indptr) - 1
     starts, ends = indptr[:-1].copy(), indptr[1:].copy()
     is_valid = np.zeros(n_users, dtype=bool)
     is_valid[np.asarray(valid_users, dtype=np.int64)] = True
     users, t_start, t_end = training_windows(
-        starts, ends - is_valid, max_len, min_windows=int(first_targets)
+        starts, ends - is_valid, max_len, min_windows=int(token_targets > 0)
     )
     seqs = left_padded(flat, t_start - 1, t_end - 1, max_len)
     targets = left_padded(flat, t_start, t_end, max_len)
     weights = None
     if flat_weights is not None:
         weights = left_padded(flat_weights, t_start, t_end, max_len, shift=0)
-    if first_targets:
-        targets = np.c_[flat[starts[users]] + 1, targets]
+    if token_targets:
+        first = np.repeat((flat[starts[users]] + 1)[:, None], token_targets, axis=1)
+        targets = np.c_[first, targets]
         if weights is not None:  # the mean weight of the user's training items
             counts = ends - is_valid - starts
             owner = np.repeat(np.arange(n_users), ends - starts)
             training = np.arange(len(flat)) < (ends - is_valid)[owner]
             means = np.bincount(owner[training], weights=flat_weights[training],
                                 minlength=n_users) / np.maximum(counts, 1)
-            weights = np.c_[means[users].astype(weights.dtype), weights]
+            mean = means[users].astype(weights.dtype)[:, None]
+            weights = np.c_[np.repeat(mean, token_targets, axis=1), weights]
     n_train = len(users)
     valid = np.flatnonzero(is_valid)
     if len(valid):

@@ -474,7 +474,7 @@ def test_sparse_solver_refusals(small):
 
 
 def test_training_rows_with_the_user_token_target():
-    """first_targets: a leading target column for the user token (the user's
+    """token_targets: leading target columns for the user token (the user's
     first item, redrawn by UserTokenTargets); one-item histories give a row."""
     from sklearn_recsys._objectives import UserTokenTargets
     from sklearn_recsys._sequence_data import training_sequences
@@ -484,7 +484,7 @@ def test_training_rows_with_the_user_token_target():
     users, seqs, targets, n_train = training_sequences(flat, indptr, 3)
     assert list(users) == [0, 0, 2]  # user 1 (one item) and 3 (none): no row
     users, seqs, targets, n_train, weights = training_sequences(
-        flat, indptr, 3, valid_users=[2], first_targets=True,
+        flat, indptr, 3, valid_users=[2], token_targets=1,
         flat_weights=np.arange(9, dtype=np.float32),
     )
     assert list(users) == [0, 0, 1, 2, 2] and n_train == 4
@@ -519,3 +519,13 @@ def test_training_rows_with_the_user_token_target():
         torch.testing.assert_close(out[:, 1:], before[:, 1:])
     assert seen == {0: {10, 11, 12, 13, 14}, 1: {20}, 2: {30, 31}}
     torch.testing.assert_close(batch["targets"], before)  # the dataset is untouched
+    # several token targets: as many leading columns, each drawn apart
+    _, _, targets3, _ = training_sequences(flat, indptr, 3, token_targets=3)
+    assert targets3.shape == (4, 6)
+    np.testing.assert_array_equal(targets3[:, :3], np.repeat(targets[:4, :1], 3, axis=1))
+    draw3 = UserTokenTargets(torch.as_tensor(flat), torch.as_tensor(indptr[:-1]),
+                             torch.as_tensor([5, 1, 3, 0]), n_targets=3)
+    out = draw3({"users": torch.as_tensor(users[:4]), "targets": torch.as_tensor(targets3)},
+                generator)["targets"]
+    assert len(set(out[0, :3].tolist())) > 1 or len(set(out[1, :3].tolist())) > 1
+    torch.testing.assert_close(out[:, 3:], torch.as_tensor(targets3[:, 3:]))

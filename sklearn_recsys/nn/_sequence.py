@@ -32,10 +32,10 @@ attribute features (rows ``users`` of the ``user_attributes`` table, the
 last row the unknown user, whose token is zero). The attention reads it as
 a leading token every position attends to; the LSTM reads it first, so
 that it conditions the state the items start from. Its own state learns
-the user's items: ``targets`` are then ``(B, 1 + L)``, column 0 the target
-of the token (an item of the user; 0 for none), and the state of an empty
-history is the token's, which is how users known by their attributes alone
-are scored.
+the user's items: ``targets`` are then ``(B, T + L)``, the first ``T``
+columns targets of the token (items of the user; 0 for none), and the state
+of an empty history is the token's, which is how users known by their
+attributes alone are scored.
 
 Padding never influences a real position: the LSTM reads each sequence
 realigned to start at its first item (the padding moved behind the real
@@ -236,13 +236,17 @@ class _SequenceEncoder(Scorer):
     def forward(self, seqs, targets, neg_items=None, shared_items=None, users=None):
         tokens = None
         if self.user_attributes is not None:
-            if users is None or targets.shape[1] != seqs.shape[1] + 1:
+            if users is None or targets.shape[1] <= seqs.shape[1]:
                 raise ValueError(
                     "With user attributes, forward needs the batch's users and "
-                    "targets of shape (B, 1 + L), column 0 the user token's."
+                    "targets of shape (B, T + L), the first T columns the user "
+                    "token's."
                 )
             tokens = self.user_attributes(users)
         states = self._states(seqs, tokens)
+        if tokens is not None:  # the token's state scores each of its T targets
+            n_token = targets.shape[1] - seqs.shape[1]
+            states = torch.cat([states[:, :1].expand(-1, n_token, -1), states[:, 1:]], 1)
         mask = targets > 0
         h = states[mask]
         labels = targets[mask] - 1
