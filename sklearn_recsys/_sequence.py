@@ -291,7 +291,8 @@ class AttentionRecommender(SequenceRecommender):
         loss="auto", n_negatives="auto", alpha=0.0, max_iter=20, batch_size=64,
         learning_rate_init=5e-3, solver="auto", early_stopping=False, validation_fraction=0.1,
         n_iter_no_change=5, tol=1e-4, warm_start=False, differential_privacy=None,
-        item_attributes=None, user_attributes=None, handle_unknown="fallback", user_col="user", item_col="item",
+        item_attributes=None, user_attributes=None, handle_unknown="fallback",
+        user_col="user", item_col="item",
         time_col="timestamp", device="cpu", callbacks=None, verbose=0, random_state=None,
         accelerator=None, **kwargs,
     ):

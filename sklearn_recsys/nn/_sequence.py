@@ -313,9 +313,8 @@ class LSTMEncoder(_SequenceEncoder):
         Number of user attribute features; with any, the encoder reads each
         user's token (the weighted sum of its features' embeddings, an
         :class:`AttributeEmbedding` whose rows the estimator fills) before
-        the items, as the
-        initial input of the LSTM (it conditions the state the items start
-        from).
+        the items, as the initial input of the LSTM (it conditions the state
+        the items start from).
     user_feature_width : int, default=1
         Features per user.
     n_item_rows : int, default=None
@@ -450,8 +449,7 @@ class SelfAttentionEncoder(_SequenceEncoder):
         Number of user attribute features; with any, the encoder reads each
         user's token (the weighted sum of its features' embeddings, an
         :class:`AttributeEmbedding` whose rows the estimator fills) before
-        the items, as a leading token every position attends
-        to.
+        the items, as a leading token every position attends to.
     user_feature_width : int, default=1
         Features per user.
     n_item_rows : int, default=None
