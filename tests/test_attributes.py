@@ -513,6 +513,39 @@ def test_ann_index_of_a_sequence_model_with_registered_items(grouped):
     np.testing.assert_allclose(scores, exact_scores, rtol=1e-5, atol=1e-5)
 
 
+def test_sequence_user_tokens_keep_the_contracts(grouped):
+    """Same seed, same model under joblib threads (the token targets draw from
+    the fit's generator); a refused fit or registration changes nothing; the
+    caller's tables are untouched."""
+    from joblib import Parallel, delayed
+
+    X, users, items = grouped
+    X_before, users_before = X.copy(deep=True), users.copy(deep=True)
+
+    def fitted():
+        est = AttentionRecommender(embedding_dim=8, max_iter=3, random_state=0,
+                                   user_attributes=Attributes(users)).fit(X)
+        return est, est.recommend(["u0-0", "u1-11"], k=5)[1]
+
+    threaded = Parallel(n_jobs=2, backend="threading")(delayed(fitted)() for _ in range(2))
+    est, alone = fitted()
+    for _, scores in threaded:
+        np.testing.assert_array_equal(scores, alone)
+    pd.testing.assert_frame_equal(X, X_before)
+    pd.testing.assert_frame_equal(users, users_before)
+    n_users = len(est.user_ids_)
+    with pytest.raises(TypeError, match="needs an Attributes"):
+        est.register_users(users)
+    bad = Attributes(pd.DataFrame({"other": ["x"]}, index=["new"]))
+    with pytest.raises(ValueError):
+        est.register_users(bad)
+    assert len(est.user_ids_) == n_users
+    with pytest.raises(ValueError):
+        est.set_params(max_len=0).fit(X)
+    est.set_params(max_len=50)  # the refused value back: the fitted model is intact
+    np.testing.assert_array_equal(est.recommend(["u0-0", "u1-11"], k=5)[1], alone)
+
+
 # -- the CNN recommender ----------------------------------------------------------
 
 
