@@ -692,3 +692,51 @@ def test_same_seed_same_model_in_threads(grouped):
     for user_emb, item_emb in results:
         np.testing.assert_array_equal(user_emb, alone[0])
         np.testing.assert_array_equal(item_emb, alone[1])
+
+
+# -- CUDA ------------------------------------------------------------------------
+
+
+def _attribute_models_on(device, grouped, tmp_path):
+    """Every model with user and item attributes fitted on ``device``: the
+    attribute tables live there, cold users and registered users/items are
+    scored, and an artifact saved there loads on the CPU with the same
+    recommendations."""
+    X, users, items = grouped
+    content = ItemContent(items.index.to_numpy(),
+                          texts=np.random.RandomState(0).randint(1, 20, (len(items), 5)))
+    attrs = dict(user_attributes=Attributes(users), item_attributes=Attributes(items))
+    seq = dict(embedding_dim=16, max_iter=40, batch_size=8, learning_rate_init=0.02)
+    models = {
+        "mf": _mf(device=device, **attrs),
+        "attention": AttentionRecommender(device=device, random_state=0, **seq, **attrs),
+        "lstm": LSTMRecommender(device=device, random_state=0, **seq, **attrs),
+        "cnn": CNNRecommender(loss="bpr", n_components=8, max_iter=30, batch_size=32,
+                              learning_rate_init=0.02, random_state=0, item_content=content,
+                              device=device, **attrs),
+    }
+    cold = [f"u{g}-{USERS_PER_GROUP - 1}" for g in range(N_GROUPS)]
+    new_users = users.loc[cold].set_axis(["n0", "n1", "n2"])
+    for name, est in models.items():
+        est.fit(X if name in ("attention", "lstm") else X[["user", "item"]])
+        assert all(p.device.type == torch.device(device).type
+                   for p in est.net_.module_.parameters()), name
+        ids, scores = est.recommend(cold, k=3)
+        assert (_group(ids) == np.arange(N_GROUPS)[:, None]).mean() >= 2 / 3, name
+        np.testing.assert_array_equal(est.recommend(Attributes(new_users), k=3)[0], ids)
+        if name != "cnn":
+            est.register_users(Attributes(new_users.set_axis(["r0", "r1", "r2"])))
+            est.register_items(Attributes(items.iloc[:1].set_axis(["late"])))
+            ids_r, scores_r = est.recommend(["r0", "r1", "r2"], k=4)
+            assert np.isfinite(scores_r).all() and "late" in est.item_ids_, name
+        save(est, tmp_path / f"{name}.safetensors")
+        restored = load(tmp_path / f"{name}.safetensors", user_id_key=None)
+        got_ids, got_scores = restored.recommend(cold, k=3)
+        np.testing.assert_array_equal(got_ids, est.recommend(cold, k=3)[0])
+        np.testing.assert_allclose(got_scores, est.recommend(cold, k=3)[1],
+                                   rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_attribute_models_on_cuda(grouped, tmp_path):
+    _attribute_models_on("cuda", grouped, tmp_path)
