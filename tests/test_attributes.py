@@ -733,8 +733,10 @@ def _attribute_models_on(device, grouped, tmp_path):
         restored = load(tmp_path / f"{name}.safetensors", user_id_key=None)
         got_ids, got_scores = restored.recommend(cold, k=3)
         np.testing.assert_array_equal(got_ids, est.recommend(cold, k=3)[0])
-        np.testing.assert_allclose(got_scores, est.recommend(cold, k=3)[1],
-                                   rtol=1e-4, atol=1e-4)
+        # cuDNN's LSTM may run in TF32 on a GPU (torch.backends.cudnn.allow_tf32,
+        # on by default): measured on an H200, 2.5e-4 relative against the CPU
+        tol = 2e-3 if name == "lstm" and device != "cpu" else 1e-5
+        np.testing.assert_allclose(got_scores, est.recommend(cold, k=3)[1], rtol=tol, atol=tol)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
