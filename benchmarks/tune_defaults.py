@@ -51,6 +51,14 @@ CANDIDATES = {
         "mf-defaults": lambda: MatrixFactorization(random_state=0),
         "mf-es": lambda: MatrixFactorization(early_stopping=True, max_iter=100,
                                              random_state=0),
+        "mf-adam": lambda: MatrixFactorization(solver="adam", random_state=0),
+        **{
+            f"mf-gibbs-k{dim}-s{sweeps}": (
+                lambda dim=dim, sweeps=sweeps: MatrixFactorization(
+                    solver="gibbs", n_components=dim, max_iter=sweeps, random_state=0)
+            )
+            for dim in (8, 10, 16, 24) for sweeps in (100, 150, 250)
+        },
         **{
             f"mf-a{alpha}-e{epochs}-d{dim}": (
                 lambda alpha=alpha, epochs=epochs, dim=dim: MatrixFactorization(

@@ -34,13 +34,16 @@ def _row_index(H, device):
 
 
 @torch.no_grad()
-def fold_in_ridge(q_aug, offset, H, alpha):
+def fold_in_ridge(q_aug, offset, H, alpha, prior=None):
     """Ratings: exact per-row ridge regression on linear item terms.
 
     Minimises ``sum_obs (x . q_i + c_i - r_i)^2 + alpha n_u |x|^2`` for each
     row ``u`` of ``H`` -- the objective training optimises for that user --
     where ``score = x . q_i + c_i`` (``q_aug``: item factors augmented with a
     column of ones for the user bias, ``offset``: item bias + global mean).
+    With ``prior``, the penalty is ``(x - m)^T P (x - m)`` instead: the
+    posterior mean of ``x`` under the Gaussian prior ``N(m, sigma^2 P^-1)``
+    and noise variance ``sigma^2``.
 
     Parameters
     ----------
@@ -50,6 +53,9 @@ def fold_in_ridge(q_aug, offset, H, alpha):
         Ratings of the users to fold in.
     alpha : float
         L2 weight per interaction.
+    prior : dict, default=None
+        ``{"precision": P, "mean": m}`` (arrays of shape ``(dim, dim)`` and
+        ``(dim,)``), replacing ``alpha``.
 
     Returns
     -------
@@ -60,6 +66,9 @@ def fold_in_ridge(q_aug, offset, H, alpha):
     n, dim = H.shape[0], q_aug.shape[1]
     counts, rows, cols = _row_index(H, device)
     r = torch.as_tensor(H.data, device=device, dtype=torch.float64) - offset[cols]
+    if prior is not None:
+        precision = torch.as_tensor(prior["precision"], dtype=torch.float64, device=device)
+        mean = torch.as_tensor(prior["mean"], dtype=torch.float64, device=device)
     out = torch.empty(n, dim, dtype=torch.float32, device=device)
     chunk = max(1, _BLOCK // (dim * dim))  # users, and interactions, at once
     for start in range(0, n, chunk):
@@ -71,8 +80,12 @@ def fold_in_ridge(q_aug, offset, H, alpha):
             q, local = q_aug[cols[lo:hi]], rows[lo:hi] - start
             A.index_add_(0, local, q[:, :, None] * q[:, None, :])
             b.index_add_(0, local, q * r[lo:hi, None])
-        ridge = alpha * counts[start:stop].double() + 1e-6
-        A += ridge[:, None, None] * torch.eye(dim, dtype=torch.float64, device=device)
+        if prior is None:
+            ridge = alpha * counts[start:stop].double() + 1e-6
+            A += ridge[:, None, None] * torch.eye(dim, dtype=torch.float64, device=device)
+        else:
+            A += precision
+            b += precision @ mean
         out[start:stop] = torch.linalg.solve(A, b).float()
     return out
 

@@ -307,7 +307,7 @@ class NeuralRecommender(BaseRecommender):
         _, units = torch.unique(users, return_inverse=True)
         return PrivacyRun(
             self.differential_privacy, units,
-            epochs=self._net_params().get("max_epochs", self.max_iter),
+            epochs=self._net_params().get("max_epochs", self._resolved_max_iter()),
             seed=derived_seed(fit.seed, "noise"), device=fit.device,
             per_user=self._per_user_parameters(),
         )
@@ -504,6 +504,10 @@ class NeuralRecommender(BaseRecommender):
         """The L2 weight to train with (estimators may resolve ``"auto"``)."""
         return self.alpha
 
+    def _resolved_max_iter(self):
+        """The epochs to train for (estimators may resolve ``"auto"``)."""
+        return self.max_iter
+
     # -- the fit -------------------------------------------------------------
 
     # Parameters a warm start may change: the rest shape the network or its
@@ -580,7 +584,7 @@ class NeuralRecommender(BaseRecommender):
             net = copy.deepcopy(self.net_)
             self._refresh_module(net.module_, fit)
             net.set_params(
-                max_epochs=self._net_params().get("max_epochs", self.max_iter),
+                max_epochs=self._net_params().get("max_epochs", self._resolved_max_iter()),
                 seed=fit.seed, batch_transform=training.batch_transform,
                 callbacks=self._callbacks(training), verbose=self.verbose,
                 batch_size=training.batch_size or self._batch_size(),
@@ -693,7 +697,7 @@ class NeuralRecommender(BaseRecommender):
             module, criterion=self._criterion(fit),
             optimizer=net.get("optimizer", optimizer),
             lr=net.get("lr", self.learning_rate_init),
-            max_epochs=net.get("max_epochs", self.max_iter),
+            max_epochs=net.get("max_epochs", self._resolved_max_iter()),
             batch_size=training.batch_size or self._batch_size(), callbacks=callbacks,
             **accelerated,
             verbose=self.verbose, seed=fit.seed, batch_transform=training.batch_transform,
@@ -976,7 +980,9 @@ class PairRecommender(NeuralRecommender):
             if isinstance(module, LinearItemScorer):
                 q_aug, offset = module.item_linear_terms()
                 if self.loss == "mse":
-                    return fold_in_ridge(q_aug, offset, H, alpha)
+                    # a model fitted by Gibbs sampling: its users' prior
+                    return fold_in_ridge(q_aug, offset, H, alpha,
+                                         prior=getattr(self, "_fold_in_prior_", None))
 
                 def score_all(x):
                     return torch.addmm(offset[None, :], x, q_aug.T)

@@ -504,7 +504,7 @@ class AcceleratedRecommenderNet(AccelerateMixin, RecommenderNet):
         return net
 
 
-_PURPOSES = {"init": 0, "train": 1, "valid": 2, "noise": 3}
+_PURPOSES = {"init": 0, "train": 1, "valid": 2, "noise": 3, "gibbs": 4}
 
 
 def derived_seed(seed, purpose, offset=0, process=None):

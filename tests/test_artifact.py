@@ -192,7 +192,8 @@ def test_artifact_size_close_to_parameters_and_ids(tmp_path):
         path = sklearn_recsys.save(model, tmp_path / f"{name}.safetensors")
         params = sum(p.numel() * p.element_size() for p in model.net_.module_.state_dict().values())
         ids = model.user_ids_.nbytes + len(json.dumps(model.item_ids_.tolist()))
-        assert path.stat().st_size <= 1.5 * (params + ids), name
+        # plus the fitted state's fixed-size metadata (loss curve, parameters)
+        assert path.stat().st_size <= 1.5 * (params + ids) + 16_384, name
         # much smaller than the pickle, which keeps the training state
         assert path.stat().st_size < len(pickle.dumps(model))
 

@@ -324,7 +324,7 @@ def test_sparse_solver_warm_start_pickle_and_fold_in(implicit, architecture):
     np.testing.assert_array_equal(restored.predict(df), mf.predict(df))
     # padding rows (unknown ids) stay zero under the lazy updates
     assert not mf.net_.module_.user_bias.weight[-1].any()
-    assert mf.transform(X[:3]).shape == (3, mf.n_components)
+    assert mf.transform(X[:3]).shape == (3, mf._resolved_components())
     # sparse and dense solvers start from the same initial weights
     dense = MatrixFactorization(
         loss="bce", architecture=architecture, solver="adam", max_iter=2, random_state=0
@@ -594,3 +594,79 @@ def test_softmax_loss_refuses_what_it_cannot_train(implicit):
         MatrixFactorization(loss="softmax", solver="sparse_adam").fit(df)
     with pytest.raises(ValueError, match="non-negative"):
         MatrixFactorization(loss="softmax").fit(df, -np.ones(len(df)))
+
+
+# -- ratings by Gibbs sampling (solver="gibbs", the default for ratings) ---------------
+
+
+def test_gibbs_is_the_default_for_ratings_and_beats_adam(explicit):
+    """Bayesian MF: the default on ratings, every penalty sampled; on planted
+    low-rank ratings it is at least as accurate as the Adam fit."""
+    X_tr, X_te, y_tr, y_te = explicit
+    gibbs = MatrixFactorization(max_iter=60, random_state=0).fit(X_tr, y_tr)
+    assert gibbs._uses_gibbs() and gibbs.user_embeddings_.shape[1] == 10
+    assert gibbs.n_iter_ == 60 and len(gibbs.loss_curve_) == 60
+    assert len(gibbs.net_.history) == 60
+    adam = MatrixFactorization(solver="adam", random_state=0).fit(X_tr, y_tr)
+    assert adam.user_embeddings_.shape[1] == 64 and adam.n_iter_ == 30
+    rmse = {name: _rmse(np.clip(m.predict(X_te), 1, 5), y_te)
+            for name, m in (("gibbs", gibbs), ("adam", adam))}
+    baseline = _rmse(np.full(len(y_te), y_tr.mean()), y_te)
+    assert rmse["gibbs"] <= rmse["adam"] + 0.01 and rmse["gibbs"] < 0.8 * baseline
+
+
+def test_gibbs_same_seed_same_model_in_threads(explicit):
+    X_tr, _, y_tr, _ = explicit
+    state = torch.get_rng_state()
+
+    def fitted(seed=0):
+        return MatrixFactorization(max_iter=8, random_state=seed).fit(X_tr, y_tr)
+
+    results = joblib.Parallel(n_jobs=2, backend="threading")(
+        joblib.delayed(fitted)() for _ in range(2)
+    )
+    alone = fitted()
+    assert torch.equal(torch.get_rng_state(), state)  # torch's generator untouched
+    for mf in results:
+        np.testing.assert_array_equal(mf.user_embeddings_, alone.user_embeddings_)
+        np.testing.assert_array_equal(mf.item_bias_, alone.item_bias_)
+    assert not np.array_equal(fitted(seed=1).user_embeddings_, alone.user_embeddings_)
+
+
+@pytest.mark.parametrize("params, conflict", [
+    ({"loss": "bce"}, "loss='bce'"),
+    ({"architecture": "neumf"}, "architecture='neumf'"),
+    ({"early_stopping": True}, "early_stopping=True"),
+    ({"warm_start": True}, "warm_start=True"),
+    ({"callbacks": [Callback()]}, "callbacks"),
+    ({"optimizer": torch.optim.SGD}, "skorch parameters"),
+])
+def test_gibbs_refuses_what_it_cannot_honour_and_auto_falls_back(explicit, params, conflict):
+    X_tr, _, y_tr, _ = explicit
+    with pytest.raises(ValueError, match=f"solver='gibbs'.*{conflict}"):
+        MatrixFactorization(solver="gibbs", **params).fit(X_tr, y_tr)
+    auto = MatrixFactorization(max_iter=1, random_state=0, **params)
+    assert not auto._uses_gibbs() and auto._resolved_components() == 64
+
+
+def test_gibbs_fold_in_artifact_and_weights(explicit, tmp_path):
+    """New users fold in under the prior fitted to the known users; the
+    artifact keeps that prior; sample weights weigh the ratings."""
+    from sklearn_recsys import load, save
+
+    X_tr, X_te, y_tr, y_te = explicit
+    mf = MatrixFactorization(max_iter=40, random_state=0).fit(X_tr, y_tr)
+    R = sp.csr_array((y_tr.to_numpy(), (X_tr["user"], X_tr["item"])), shape=(300, 120))
+    folded = mf.predict(R)  # every training user, folded in from its ratings
+    fitted = mf.predict(X_tr)
+    np.testing.assert_allclose(folded[X_tr["user"], X_tr["item"]], fitted, atol=0.5)
+    assert np.corrcoef(folded[X_tr["user"], X_tr["item"]], fitted)[0, 1] > 0.95
+    save(mf, tmp_path / "mf.safetensors")
+    restored = load(tmp_path / "mf.safetensors")
+    np.testing.assert_allclose(restored.transform(R), mf.transform(R), rtol=1e-5, atol=1e-6)
+    # the ratings of user 0 weighted 100x: its fitted scores move towards them
+    weights = np.where(X_tr["user"] == 0, 100.0, 1.0)
+    heavy = MatrixFactorization(max_iter=40, random_state=0).fit(X_tr, y_tr, sample_weight=weights)
+    mine = (X_tr["user"] == 0).to_numpy()
+    assert (_rmse(heavy.predict(X_tr[mine]), y_tr[mine])
+            < _rmse(mf.predict(X_tr[mine]), y_tr[mine]))

@@ -41,11 +41,12 @@ def implicit_split(ml100k):
 
 
 def test_explicit_mf_rmse(ml100k):
-    """Random 80/20 split of the ratings: RMSE <= 0.92 (Surprise SVD ~0.93).
+    """Random 80/20 split of the ratings: RMSE <= 0.905 (tuned Surprise SVD
+    0.9132, ``benchmarks/bench_peers.py``).
 
-    Measured 0.9154 with alpha="auto" = 0.14, the value validation splits of
-    ML-100K and latest-small chose (0.9132 with the former 0.1, which
-    validation ranked lower on both).
+    Measured 0.9003 with the defaults: Bayesian MF by Gibbs sampling,
+    10 components, 150 sweeps (chosen on validation splits of ML-100K and
+    latest-small; Adam's fit, the former default, measured 0.9154).
     """
     df = ml100k.interactions
     X_tr, X_te, y_tr, y_te = train_test_split(
@@ -53,7 +54,7 @@ def test_explicit_mf_rmse(ml100k):
     )
     mf = MatrixFactorization(random_state=0).fit(X_tr, y_tr)
     rmse = float(np.sqrt(np.mean((np.clip(mf.predict(X_te), 1, 5) - y_te) ** 2)))
-    assert rmse <= 0.92
+    assert rmse <= 0.905
 
 
 @pytest.mark.parametrize("loss", ["bpr", "bce"])

@@ -201,7 +201,7 @@ def test_a_warm_fit_that_raises_mid_training_leaves_the_net_as_it_was(table):
     assert est.n_iter_ == n_iter == len(est.net_.history) and est.loss_curve_ == curve
     k = est.n_components
     with pytest.raises(ValueError, match=r"\['n_components'\] changed"):
-        est.set_params(callbacks=None, n_components=k + 1).fit(table)
+        est.set_params(callbacks=None, n_components=est._resolved_components() + 1).fit(table)
     est.set_params(n_components=k).fit(table)  # back to the fitted network
     assert est.n_iter_ == n_iter + 2
 
