@@ -228,8 +228,9 @@ def run_ratings(ml, args, dataset):
         est.fit(train[["user", "item"]], train["rating"].to_numpy(dtype=np.float64))
     r = rmse(est.predict(test[["user", "item"]]), test["rating"], rating_range)
     rows.append(dict(model="sklearn_recsys MatrixFactorization (defaults, loss='mse')",
-                     settings=_params(est, ["n_components", "max_iter", "alpha",
-                                            "learning_rate_init", "batch_size"]),
+                     settings=_params(est, ["solver", "n_components", "max_iter"])
+                     + f"; fitted: {est.user_embeddings_.shape[1]} components, "
+                       f"{est.n_iter_} {'sweeps' if est._uses_gibbs() else 'epochs'}",
                      rmse=r, fit_s=t.elapsed, fit_cpu_s=t.cpu))
     print(f"  MF mse: RMSE {r:.4f} ({t.elapsed:.1f} s)", flush=True)
 

@@ -470,10 +470,13 @@ class MatrixFactorization(AttributeRegistration, PairRecommender):
                 getattr(module, f"{name}_bias").weight[: len(rated), 0] = bias
         net = RecommenderNet(module, criterion=torch.nn.MSELoss, device=device)
         net.initialize()
-        for sweep, mse in enumerate(sample["train_mse"], 1):  # one row per sweep
+        for sweep, (mse, seconds) in enumerate(  # one row per sweep
+            zip(sample["train_mse"], sample["sweep_seconds"]), 1
+        ):
             net.history.new_epoch()
             net.history.record("epoch", sweep)
             net.history.record("train_loss", float(mse))
+            net.history.record("dur", float(seconds))
         net.module_.eval()
         # new users fold in under a Gaussian prior fitted to the known users
         # (mean and covariance of their factors and bias) and the noise level

@@ -25,6 +25,7 @@ the fit's own :class:`torch.Generator`.
 """
 
 import math
+import time
 
 import numpy as np
 import torch
@@ -179,8 +180,9 @@ def gibbs_factorization(users, items, ratings, weights, n_users, n_items, n_comp
         ``user_factors`` and ``item_factors`` (``(n, n_components)``, the
         truncated SVD of the posterior mean of ``P Q^T``), ``user_bias``,
         ``item_bias``, ``global_bias`` (float), ``noise_variance`` (the
-        posterior mean of ``1 / tau``) and ``train_mse`` (per sweep, the
-        weighted mean squared residual of its sample).
+        posterior mean of ``1 / tau``), ``train_mse`` (per sweep, the
+        weighted mean squared residual of its sample) and ``sweep_seconds``
+        (per sweep, its duration before averaging).
     """
     dtype = torch.float64
     k = n_components
@@ -208,10 +210,11 @@ def gibbs_factorization(users, items, ratings, weights, n_users, n_items, n_comp
     sum_p = sum_q = None
     sum_bu = torch.zeros_like(b_user)
     sum_bi = torch.zeros_like(b_item)
-    noise_sum, train_mse = 0.0, []
+    noise_sum, train_mse, seconds = 0.0, [], []
+    dot = (p[users] * q[items]).sum(1)
     for sweep in range(n_burn + n_samples):
+        start = time.perf_counter()
         lb_user, lb_item = _bias_precision(b_user, generator), _bias_precision(b_item, generator)
-        dot = (p[users] * q[items]).sum(1)
         residual = weights * (ratings - dot - b_item[items])
         b_user = by_user.sample_bias(
             torch.zeros_like(b_user).index_add_(0, users, residual), user_weight, lb_user,
@@ -225,10 +228,12 @@ def gibbs_factorization(users, items, ratings, weights, n_users, n_items, n_comp
         offsets = b_user[users] + b_item[items]
         p = by_user.sample_factors(q, offsets, mean_p, prec_p, tau, generator)
         q = by_item.sample_factors(p, offsets, mean_q, prec_q, tau, generator)
-        residual = ratings - b_user[users] - b_item[items] - (p[users] * q[items]).sum(1)
+        dot = (p[users] * q[items]).sum(1)
+        residual = ratings - b_user[users] - b_item[items] - dot
         squared = float((weights * residual ** 2).sum())
         train_mse.append(squared / total_weight * scale ** 2)
         tau = _gamma(1.0 + total_weight / 2.0, 1.0 + squared / 2.0, generator)
+        seconds.append(time.perf_counter() - start)  # float() synchronised the device
         if sweep < n_burn:
             continue
         noise_sum += 1.0 / tau
@@ -252,4 +257,5 @@ def gibbs_factorization(users, items, ratings, weights, n_users, n_items, n_comp
         "global_bias": mu,
         "noise_variance": noise_sum * (scale ** 2 / n_samples),
         "train_mse": np.asarray(train_mse),
+        "sweep_seconds": np.asarray(seconds),
     }

@@ -606,7 +606,7 @@ def test_gibbs_is_the_default_for_ratings_and_beats_adam(explicit):
     gibbs = MatrixFactorization(max_iter=60, random_state=0).fit(X_tr, y_tr)
     assert gibbs._uses_gibbs() and gibbs.user_embeddings_.shape[1] == 10
     assert gibbs.n_iter_ == 60 and len(gibbs.loss_curve_) == 60
-    assert len(gibbs.net_.history) == 60
+    assert len(gibbs.net_.history) == 60 and gibbs.net_.history[-1, "dur"] > 0
     adam = MatrixFactorization(solver="adam", random_state=0).fit(X_tr, y_tr)
     assert adam.user_embeddings_.shape[1] == 64 and adam.n_iter_ == 30
     rmse = {name: _rmse(np.clip(m.predict(X_te), 1, 5), y_te)
