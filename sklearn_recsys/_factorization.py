@@ -138,7 +138,8 @@ class MatrixFactorization(AttributeRegistration, PairRecommender):
         posterior mean of ``P Q^T``, and the biases their posterior means.
         A sweep costs ``O(n_ratings k^2 + (n_users + n_items) k^3)`` for
         ``k = n_components``; memory is ``O(n_ratings + (n_users + n_items)
-        k)`` plus ``k^2`` per id for 16,384 ids at a time. ``transform``
+        k^2)`` (the per-id ``k x k`` precisions are built 16,384 ids at a
+        time from the other side's ``q q^T``). ``transform``
         folds new users in as their posterior mean under a Gaussian prior
         fitted to the known users. Ratings only (``loss="mse"``,
         ``architecture="dot"``), without attributes, an accelerator,

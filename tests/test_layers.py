@@ -18,7 +18,7 @@ LAYERS = {
         "datasets",
     ],
     "nn": ["nn"],
-    "training": ["_training", "_objectives", "_fold_in", "_portable", "_privacy"],
+    "training": ["_training", "_objectives", "_fold_in", "_gibbs", "_portable", "_privacy"],
     "estimators": [
         "_base", "_evaluation", "_neural", "_factorization", "_sequence", "_baselines",
     ],
