@@ -35,12 +35,16 @@ are fixed (0). ``--quick`` is a smoke run: the first 200 users (by id) of
 each data set, one epoch for the neural models and ``bench_peers.py``'s
 ``--quick`` settings for the peers; its numbers mean nothing.
 
-Usage (from the repository root; times measured on a 2-CPU VM, one thread,
-the other CPU busy with another job)::
+Usage (from the repository root; times measured on a 2-CPU Intel Xeon VM,
+one thread, the other CPU busy with another job)::
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_next_item.py              # ~MEASURED
-    OMP_NUM_THREADS=1 python benchmarks/bench_next_item.py --dataset 100k
-    OMP_NUM_THREADS=1 python benchmarks/bench_next_item.py --quick      # ~QUICK
+    OMP_NUM_THREADS=1 python benchmarks/bench_next_item.py              # ~12 min
+    OMP_NUM_THREADS=1 python benchmarks/bench_next_item.py --dataset 100k   # ~2 min
+    OMP_NUM_THREADS=1 python benchmarks/bench_next_item.py --quick      # ~15 s
+
+(both data sets: 703 s in all, 113 s for ML-100K and 590 s for latest-small,
+where the 9,066-item catalogue makes each of the attention and LSTM fits take
+about 280 s against about 50 s on ML-100K; every other fit takes seconds.)
 
 Results: markdown tables on stdout and ``benchmarks/results/next_item.json``
 (``--output`` to change it), whose ``"datasets"`` maps each data set run to
@@ -54,16 +58,15 @@ import os
 if __name__ == "__main__":  # before numpy/torch load their thread pools
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import argparse  # noqa: E402
-import random  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
+import argparse
+import random
+import sys
+import time
 
-import numpy as np  # noqa: E402
-import scipy.sparse as sp  # noqa: E402
-import torch  # noqa: E402
-
-from _harness import (  # noqa: E402
+import numpy as np
+import scipy.sparse as sp
+import torch
+from _harness import (
     Timer,
     add_common_arguments,
     describe_environment,
@@ -73,7 +76,7 @@ from _harness import (  # noqa: E402
     set_threads,
     write_json,
 )
-from bench_peers import (  # noqa: E402
+from bench_peers import (
     ALS_ALPHAS,
     BPR,
     WARP,
@@ -84,15 +87,17 @@ from bench_peers import (  # noqa: E402
     implicit_topk,
     masked_topk,
 )
-from sklearn_recsys import (  # noqa: E402
+from threadpoolctl import threadpool_limits
+
+from sklearn_recsys import (
     EASE,
     AttentionRecommender,
     ItemKNN,
     LSTMRecommender,
     Popularity,
 )
-from sklearn_recsys.metrics import make_ranking_scorer  # noqa: E402
-from sklearn_recsys.model_selection import LeaveLastOut  # noqa: E402
+from sklearn_recsys.metrics import make_ranking_scorer
+from sklearn_recsys.model_selection import LeaveLastOut
 
 SCORERS = {
     "ndcg@10": make_ranking_scorer("ndcg", k=10),
@@ -239,8 +244,9 @@ def run_peers(train, test, quick):
     try:
         import implicit
     except ImportError as exc:
-        rows.append(dict(model="implicit ALS / BPR", kind="peer", settings="not run",
-                         status=f"skipped: cannot import implicit ({exc})"))
+        rows.append({"model": "implicit ALS / BPR", "kind": "peer",
+                     "settings": "not run",
+                     "status": f"skipped: cannot import implicit ({exc})"})
     else:
         v = implicit.__version__
         # alpha of ALS, as bench_peers.py picks it, but on a leave-last-out
@@ -253,8 +259,8 @@ def run_peers(train, test, quick):
             for alpha in ALS_ALPHAS[:2] if quick else ALS_ALPHAS:
                 model, _, _ = fit_implicit_als(inner, alpha, quick)
                 inner.topk = implicit_topk(model, inner.user_items)
-                val.append(dict(alpha=alpha,
-                                val_ndcg=SCORERS["ndcg@10"](inner, inner_va)))
+                val.append({"alpha": alpha,
+                            "val_ndcg": SCORERS["ndcg@10"](inner, inner_va)})
                 print(f"  implicit ALS val alpha={alpha}: {val[-1]['val_ndcg']:.4f}",
                       flush=True)
         alpha = max(val, key=lambda d: d["val_ndcg"])["alpha"]
@@ -274,9 +280,10 @@ def run_peers(train, test, quick):
     try:
         import lightfm
     except ImportError as exc:
-        rows.append(dict(model="LightFM WARP", kind="peer", settings=_describe(WARP),
-                         status=f"skipped: cannot import lightfm ({exc}); see "
-                         "benchmarks/README.md"))
+        rows.append({"model": "LightFM WARP", "kind": "peer",
+                     "settings": _describe(WARP),
+                     "status": f"skipped: cannot import lightfm ({exc}); see "
+                     "benchmarks/README.md"})
     else:
         model, t, params, adapter.topk = fit_lightfm_warp(adapter, quick)
         rows.append(_peer_row(f"LightFM {lightfm.__version__} WARP",
@@ -364,7 +371,10 @@ def main(argv=None):
           + (" (--quick)" if args.quick else ""))
     print(format_environment(env))
     start = time.perf_counter()
-    results = {key: run_dataset(key, args) for key in keys}
+    # BLAS/OpenMP pools (numpy, implicit) held to --threads as well, also when
+    # OMP_NUM_THREADS is not set (e.g. main() called from a test)
+    with threadpool_limits(limits=args.threads):
+        results = {key: run_dataset(key, args) for key in keys}
     wall = time.perf_counter() - start
     path = write_json("next_item", {
         "environment": env,

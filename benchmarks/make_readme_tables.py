@@ -16,6 +16,7 @@ Usage (from the repository root)::
 import argparse
 import ast
 import json
+import re
 import sys
 
 from _harness import BENCH_DIR, RESULTS_DIR, loglog_exponent, markdown_table
@@ -347,6 +348,39 @@ def peers():
     return "\n".join(out)
 
 
+def next_item():
+    try:
+        d = _load("next_item")
+    except OSError:  # generate() words it the same way for the other sections
+        return ("### next_item\n\nNo table: `results/next_item.json` is missing (run "
+                "`benchmarks/bench_next_item.py`).")
+    d["_name"] = "next_item"
+    quick = " (`--quick` smoke run: numbers not meaningful)" if d.get(
+        "settings", {}).get("quick") else ""
+    out = [f"### Next item, defaults against peers (`bench_next_item.py`){quick}"]
+    for key, r in d["datasets"].items():
+        out += ["", f"#### {r.get('name', key)}", ""]
+        if "skipped" in r:
+            out.append(f"Not run: {r['skipped']}.")
+            continue
+        out += [(f"{r['n_interactions']:,} interactions, {r['n_users']:,} users, "
+                 f"{r['n_items']:,} items; {r['n_train']:,} training rows, "
+                 f"{r['n_test']:,} test items."), "", f"Protocol: {r['protocol']}.", ""]
+        rows = [{"model": x["model"], "settings": x.get("settings", ""),
+                 "ndcg": _f(x.get("ndcg@10")), "hr": _f(x.get("hr@10")),
+                 "fit": _f(x.get("fit_s"), ".1f"), "cpu": _f(x.get("fit_cpu_s"), ".1f"),
+                 "status": x.get("status", "")}
+                for x in r["rows"]]
+        out.append(markdown_table(rows, [("model", "model"), ("settings", "settings"),
+                                         ("ndcg", "NDCG@10"), ("hr", "HR@10"),
+                                         ("fit", "fit wall (s)"), ("cpu", "fit CPU (s)"),
+                                         ("status", "status")]))
+        if r.get("verdict"):
+            out += ["", f"Verdict: {r['verdict']}"]
+    out += ["", _stamp(d)]
+    return "\n".join(out)
+
+
 _VARIANT_NAMES = {"100k": "ML-100K", "latest-small": "latest-small"}
 
 
@@ -642,8 +676,8 @@ def large_catalogue():
 
 
 SECTIONS = [
-    hardware, mf, baselines, sequential, cnn, peers, attributes, overhead, scaling, deploy,
-    export, serve, privacy, large_catalogue, gpu,
+    hardware, mf, baselines, sequential, next_item, cnn, peers, attributes, overhead,
+    scaling, deploy, export, serve, privacy, large_catalogue, gpu,
 ]
 
 
@@ -702,6 +736,43 @@ def _peer_headline_rows(result, label="", popularity=None):
     ]
 
 
+def _short_peer(model):
+    """'implicit 0.7.3 AlternatingLeastSquares' -> 'implicit ALS' (headline)."""
+    for long, short in (("AlternatingLeastSquares", "ALS"),
+                        ("BayesianPersonalizedRanking", "BPR"),
+                        ("sklearn_recsys ", ""), (" (defaults)", "")):
+        model = model.replace(long, short)
+    return re.sub(r" \d+(\.\d+)+", "", model)
+
+
+def _next_item_headline_rows(sequential_scores):
+    """Next item with the defaults against every peer (``bench_next_item.py``),
+    or ``bench_sequential.py``'s figures when that file is missing."""
+    try:
+        d = _load("next_item")
+    except OSError:
+        s = sequential_scores
+        return [dict(task="next item, NDCG@10 (leave-last-out)",
+                     ours=f"Attention {s['attention']:.3f}, LSTM {s['lstm']:.3f}",
+                     peers=f"Popularity {s['popularity']:.3f}")]
+    rows = []
+    for key, r in d["datasets"].items():
+        if "skipped" in r:
+            continue
+        ndcg = {x["model"]: x["ndcg@10"] for x in r["rows"] if x.get("ndcg@10") is not None}
+        ours = {m: v for m, v in ndcg.items() if m.startswith("sklearn_recsys") and (
+            "Attention" in m or "LSTM" in m)}
+        peers = sorted(((v, m) for m, v in ndcg.items() if m not in ours), reverse=True)
+        label = "" if key == "100k" else f", {_VARIANT_NAMES.get(key, key)}"
+        rows.append(dict(
+            task=f"next item, NDCG@10 (leave-last-out, defaults){label}",
+            ours=", ".join(f"{'Attention' if 'Attention' in m else 'LSTM'} {v:.3f}"
+                           for m, v in ours.items()),
+            peers=", ".join(f"{_short_peer(m)} {v:.3f}" for v, m in peers[:4]),
+        ))
+    return rows
+
+
 def headline():
     """The results block of the top-level README, from the same JSON files."""
     p, seq, cnn_ = _load("peers"), _load("sequential"), _load("cnn")
@@ -714,10 +785,8 @@ def headline():
     rows = _peer_headline_rows(by_dataset["100k"], popularity=pop["Popularity"])
     if "ratings" in by_dataset.get("latest-small", {}):
         rows += _peer_headline_rows(by_dataset["latest-small"], label=", latest-small")
+    rows += _next_item_headline_rows(s)
     rows += [
-        dict(task="next item, NDCG@10 (leave-last-out)",
-             ours=f"Attention {s['attention']:.3f}, LSTM {s['lstm']:.3f}",
-             peers=f"Popularity {s['popularity']:.3f}"),
         dict(task="cold-start items, NDCG@10",
              ours=f"CNN {digits['CNNRecommender']:.2f} (digits images), "
              f"{text['CNNRecommender (text)']:.3f} (ML-100K text)",
