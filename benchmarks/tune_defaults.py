@@ -57,7 +57,7 @@ CANDIDATES = {
                 lambda dim=dim, sweeps=sweeps: MatrixFactorization(
                     solver="gibbs", n_components=dim, max_iter=sweeps, random_state=0)
             )
-            for dim in (8, 10, 16, 24) for sweeps in (100, 150, 250)
+            for dim in (8, 10, 16, 24) for sweeps in (100, 150, 250, 400)
         },
         **{
             f"mf-a{alpha}-e{epochs}-d{dim}": (

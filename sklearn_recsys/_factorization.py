@@ -21,7 +21,7 @@ from ._attributes import Attributes
 from ._content import ItemContent, _as_image_tensor, _as_text_tensor, _pad_texts
 from ._docs import fill_doc
 from ._gibbs import gibbs_factorization
-from ._neural import AttributeRegistration, PairRecommender
+from ._neural import AttributeRegistration, PairRecommender, _same_param
 from ._privacy import DifferentialPrivacy
 from ._training import RecommenderNet, derived_seed
 from .nn import BiasedMF, HybridCNN, NeuMF, SparseDenseAdam
@@ -61,8 +61,8 @@ class MatrixFactorization(AttributeRegistration, PairRecommender):
         Dimension of the user and item factors. ``"auto"``: 64, and 10 for
         the Gibbs sampler (``solver``; chosen on validation splits of
         MovieLens-100K and latest-small, ``benchmarks/tune_defaults.py``:
-        8 to 24 were within 0.001 RMSE, the sampler's cost grows as the
-        square of it).
+        8, 10 and 16 were within the seeds' spread of 0.002 RMSE, and the
+        sampler's cost grows as the square of it).
     loss : {"mse", "bce", "bpr", "softmax", "sampled_softmax"}, default="mse"
         ``"mse"`` for explicit ratings; for implicit feedback, ``"softmax"``
         (recommended: the cross-entropy of every interaction over the whole
@@ -99,8 +99,8 @@ class MatrixFactorization(AttributeRegistration, PairRecommender):
         instead.
     max_iter : int or "auto", default="auto"
         Number of epochs; for the Gibbs sampler, of sweeps (a draw of every
-        parameter), the first fifth discarded as burn-in and the others
-        averaged. ``"auto"``: 30 epochs, 150 sweeps.
+        parameter), the first ``max_iter // 5`` discarded as burn-in and the
+        others averaged. ``"auto"``: 30 epochs, 150 sweeps.
     batch_size : int or "auto", default="auto"
         Interactions per mini-batch (for ``"softmax"``, the whole users
         holding about that many). ``"auto"``: 1024, and 4096 for
@@ -117,12 +117,14 @@ class MatrixFactorization(AttributeRegistration, PairRecommender):
         (lazy Adam: only the rows in the batch move), a step costs
         ``O(batch_size x n_components)`` whatever the number of ids, which
         keeps an epoch linear in the number of interactions when the id
-        space grows with the data. ``"auto"``: ``"sparse_adam"`` when
+        space grows with the data. ``"auto"``: ``"gibbs"`` where it applies
+        (below), else ``"sparse_adam"`` when
         ``n_users + n_items`` exceeds 8 times the rows a batch touches
         (``batch_size x (2 + n_negatives)``, negatives counting for
         ``"bce"``/``"bpr"`` only), where it was measured faster, else
         ``"adam"``. Both reach the same accuracy on MovieLens-100K. Under
-        ``warm_start`` the first fit's solver is kept. ``loss="softmax"``
+        ``warm_start`` the first fit's solver is kept (a fit of the Gibbs
+        sampler cannot be continued). ``loss="softmax"``
         updates every item at every step: ``"auto"`` is ``"adam"`` and
         ``"sparse_adam"`` is refused; so it is with an ``accelerator`` of
         several processes (data-parallel training all-reduces dense
@@ -133,20 +135,28 @@ class MatrixFactorization(AttributeRegistration, PairRecommender):
         Gaussian priors whose mean and precision have Normal-Wishart
         hyperpriors, the biases Gaussian priors with Gamma-distributed
         precisions, and the noise a Gamma-distributed precision: no
-        ``alpha``, ``learning_rate_init`` or ``batch_size`` to set. The
-        fitted factors are the rank-``n_components`` truncated SVD of the
-        posterior mean of ``P Q^T``, and the biases their posterior means.
-        A sweep costs ``O(n_ratings k^2 + (n_users + n_items) k^3)`` for
-        ``k = n_components``; memory is ``O(n_ratings + (n_users + n_items)
-        k^2)`` (the per-id ``k x k`` precisions are built 16,384 ids at a
-        time from the other side's ``q q^T``). ``transform``
-        folds new users in as their posterior mean under a Gaussian prior
-        fitted to the known users. Ratings only (``loss="mse"``,
-        ``architecture="dot"``), without attributes, an accelerator,
-        ``differential_privacy``, ``early_stopping=True``, ``warm_start``,
-        ``callbacks`` or skorch parameters; ``"auto"`` picks it when none of
-        these is set (on validation splits of MovieLens-100K and
-        latest-small: RMSE 0.899 and 0.882 against Adam's 0.914 and 0.886).
+        ``alpha``, ``learning_rate_init`` or ``batch_size`` to set. Sample
+        weights are relative precisions of the ratings (their scale does
+        not matter). The fitted factors are the rank-``n_components``
+        truncated SVD of the posterior mean of ``P Q^T`` (summed over the
+        samples at rank ``4 n_components``), and the biases their
+        posterior means; ``net_`` holds that network, without training
+        state. ``n_iter_`` counts the sweeps, and ``loss_curve_`` holds each
+        sweep's training MSE (burn-in included). A sweep costs
+        ``O(n_ratings k^2 + (n_users + n_items) k^3)`` for ``k =
+        n_components``; memory is ``O(n_ratings + (n_users + n_items) k)``
+        plus 256 MB at most for the per-id ``k x k`` precisions, built
+        blocks of ids at a time. ``transform`` folds new users in as their
+        posterior mean under a Gaussian prior fitted to the known users.
+        Ratings only (``loss="mse"``, ``architecture="dot"``), without
+        attributes, an accelerator, ``differential_privacy``,
+        ``early_stopping`` (True or "auto"), ``warm_start``, ``callbacks``,
+        skorch parameters, or a value set for the gradient solvers'
+        ``alpha``, ``learning_rate_init``, ``batch_size`` or ``init_std``:
+        ``"auto"`` picks it when none of these is set, and refuses it
+        otherwise (on validation splits of MovieLens-100K and
+        latest-small: RMSE 0.9005 and 0.8808, means over 3 seeds, against
+        Adam's 0.9138 and 0.8859).
     init_std : float, default=0.1
         Standard deviation of the factors' normal initialisation (the
         Gibbs sampler starts from factors whose products have the ratings'
@@ -188,7 +198,8 @@ class MatrixFactorization(AttributeRegistration, PairRecommender):
         The fitted network; ``net_.module_`` is the :mod:`torch` module.
     %(id_attributes)s
     user_embeddings_ : ndarray of shape (n_users, n_components)
-        User factors (GMF user embeddings for NeuMF).
+        User factors (GMF user embeddings for NeuMF); with
+        ``n_components="auto"``, 64 columns, or 10 for the Gibbs sampler.
     item_embeddings_ : ndarray of shape (n_items, n_components)
         Item factors (GMF item embeddings for NeuMF).
     user_bias_ : ndarray of shape (n_users,)
@@ -272,15 +283,24 @@ class MatrixFactorization(AttributeRegistration, PairRecommender):
             return self.max_iter
         return self._AUTO_MAX_ITER[self._uses_gibbs()]
 
+    # the gradient solvers' knobs (and their defaults): one set means Adam
+    _GRADIENT_DEFAULTS = {
+        "alpha": "auto", "learning_rate_init": 5e-3, "batch_size": "auto", "init_std": 0.1,
+    }
+
     def _gibbs_conflicts(self):
         """The settings the Gibbs sampler cannot honour (empty: it can)."""
         conflicts = {
+            f"{name}={getattr(self, name)!r}": not _same_param(getattr(self, name), default)
+            for name, default in self._GRADIENT_DEFAULTS.items()
+        }
+        conflicts |= {
             f"loss={self.loss!r}": self.loss != "mse",
             f"architecture={self.architecture!r}": self.architecture != "dot",
             "user_attributes or item_attributes": self._has_attributes(),
             "an accelerator": self.accelerator is not None,
             "differential_privacy": self.differential_privacy is not None,
-            "early_stopping=True": self.early_stopping is True,
+            f"early_stopping={self.early_stopping!r}": self.early_stopping is not False,
             "warm_start=True": bool(self.warm_start),
             "callbacks": bool(self.callbacks),
             f"skorch parameters {sorted(self._net_params())}": bool(self._net_params()),
@@ -440,6 +460,16 @@ class MatrixFactorization(AttributeRegistration, PairRecommender):
 
     # -- the Gibbs sampler ---------------------------------------------------------
 
+    def _continues(self, fit):
+        if (self.warm_start and hasattr(self, "net_")
+                and getattr(self, "_fold_in_prior_", None) is not None):
+            raise ValueError(
+                "warm_start=True continues a gradient fit, but this model was fitted "
+                "by the Gibbs sampler (solver='gibbs'), which keeps no training "
+                "state; set warm_start=False to fit afresh."
+            )
+        return super()._continues(fit)
+
     def _fit(self, fit):
         if not self._uses_gibbs():
             return {**super()._fit(fit), "_fold_in_prior_": None}
@@ -455,6 +485,7 @@ class MatrixFactorization(AttributeRegistration, PairRecommender):
         sample = gibbs_factorization(
             users, items, values.to(device), weights.to(device), fit.n_users, fit.n_items,
             self._resolved_components(), burn_in, sweeps - burn_in, generator,
+            log=print if self.verbose else None,
         )
         with torch.random.fork_rng(devices=[]):  # torch's global generator untouched
             module = BiasedMF(**self._module_kwargs(
@@ -486,7 +517,8 @@ class MatrixFactorization(AttributeRegistration, PairRecommender):
         covariance = torch.atleast_2d(torch.cov(known.T)) if len(known) > 1 else None
         if covariance is None or not torch.isfinite(covariance).all():
             covariance = torch.eye(known.shape[1], dtype=torch.float64)
-        covariance += 1e-6 * torch.eye(len(covariance), dtype=torch.float64)
+        jitter = 1e-6 * float(covariance.trace()) / len(covariance) + 1e-300
+        covariance += jitter * torch.eye(len(covariance), dtype=torch.float64)
         precision = sample["noise_variance"] * torch.linalg.inv(covariance)
         return {
             "net_": net,

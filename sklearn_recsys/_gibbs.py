@@ -10,18 +10,23 @@ biases and a learned noise level::
     tau ~ Gamma(1, 1)
 
 ``mu`` is the (weighted) mean rating and ``w_ui`` the sample weights (1 by
-default); the sampler works on the ratings standardised by their standard
-deviation, so that the hyperpriors do not depend on the rating scale. Every regularisation strength is a hyperparameter the sampler
-draws from its posterior, so it adapts to the data instead of being set.
-The prediction is the posterior mean of the score, averaged over the
-samples drawn after the burn-in. That mean is kept as one rank-``k``
+default, scaled to a mean of 1: relative precisions); the sampler works on
+the ratings standardised by their standard deviation, so that the
+hyperpriors do not depend on the rating scale. Every regularisation
+strength is a hyperparameter the sampler draws from its posterior, so it
+adapts to the data instead of being set. The prediction is the posterior
+mean of the score, averaged over the sweeps after the burn-in through the
+conditional means the draws come from (Rao-Blackwellised: ``E[P | Q] Q^T``
+and ``P E[Q | P]^T``, and the biases' conditional means), which carry less
+Monte Carlo noise than the draws. That mean is kept as one rank-``k``
 factorization (its truncated SVD, ``P = U sqrt(S)``, ``Q = V sqrt(S)``),
 so the fitted model is an ordinary biased MF.
 
 Cost per sweep: ``O(nnz k^2 + (n_users + n_items) k^3)``; memory
-``O(nnz + (n_users + n_items) k^2)``: the per-id precision matrices are
-built 16,384 ids at a time, from the other side's ``q q^T``. Every draw comes from
-the fit's own :class:`torch.Generator`.
+``O(nnz + (n_users + n_items) k)`` plus ``_MEMORY`` bytes at most for the
+per-id precision matrices (built for blocks of ids, from slices of the
+other side's ``q q^T``). Every draw comes from the fit's own
+:class:`torch.Generator`.
 """
 
 import math
@@ -32,24 +37,29 @@ import torch
 
 __all__ = ["gibbs_factorization"]
 
-# ids whose k x k posterior precisions are built at once
+# ids whose k x k posterior precisions are built at once (at most), and the
+# bytes a block's precisions, or a slice of the other side's q q^T, may take
 _BLOCK = 1 << 14
+_MEMORY = 1 << 28
 
 
 def _gamma(shape, rate, generator):
     """One Gamma(shape, rate) draw (Marsaglia & Tsang 2000) from ``generator``."""
     boost = 1.0
     if shape < 1:  # Gamma(a) = Gamma(a + 1) * U^(1/a)
-        u = torch.rand((), generator=generator, device=generator.device).item()
+        u = torch.rand((), generator=generator, device=generator.device,
+                       dtype=torch.float64).item()
         boost, shape = u ** (1.0 / shape), shape + 1.0
     d = shape - 1.0 / 3.0
     c = 1.0 / math.sqrt(9.0 * d)
     while True:
-        x = torch.randn((), generator=generator, device=generator.device).item()
+        x = torch.randn((), generator=generator, device=generator.device,
+                        dtype=torch.float64).item()
         v = (1.0 + c * x) ** 3
         if v <= 0:
             continue
-        u = torch.rand((), generator=generator, device=generator.device).item()
+        u = torch.rand((), generator=generator, device=generator.device,
+                       dtype=torch.float64).item()
         if math.log(max(u, 1e-300)) < 0.5 * x * x + d - d * v + d * math.log(v):
             return boost * d * v / rate
 
@@ -88,60 +98,80 @@ def _normal_wishart(factors, generator):
 
 
 class _Rows:
-    """The ratings grouped by one side's id (CSR order) for the per-id draws."""
+    """The ratings grouped by one side's id for the per-id draws.
 
-    def __init__(self, rows, cols, values, weights, n_rows, n_cols):
-        # row-major order: the sparse products read coalesced indices (a
-        # repeated (row, col) pair is two terms of the same sum)
-        order = torch.argsort(rows * n_cols + cols, stable=True)
-        self.order = order
-        self.rows = rows[order]
-        self.cols = cols[order]
-        self.values = values[order]
-        self.weights = weights[order]
-        counts = torch.bincount(rows, minlength=n_rows)
-        self.indptr = torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)])
+    The (row, col) pairs are kept once each, sorted (a repeated pair is two
+    terms of the same sums, added together), so that the sparse products
+    read coalesced indices.
+    """
+
+    def __init__(self, rows, cols, weights, n_rows, n_cols):
+        keys, self.inverse = torch.unique(rows * n_cols + cols, return_inverse=True)
+        self.rows, self.cols = keys // n_cols, keys % n_cols
+        self.weights = self._summed(weights)
+        counts = torch.bincount(self.rows, minlength=n_rows)
+        self.indptr = torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)]).tolist()
         self.n_rows = n_rows
 
-    def sample_factors(self, other, offsets, prior_mean, prior_precision, tau, generator):
-        """Each row's factors from its Gaussian conditional, ``_BLOCK`` rows at
-        a time (``offsets``: the ratings' other terms, in the ratings' order).
+    def _summed(self, values):
+        """Per-rating ``values`` summed over each (row, col) pair."""
+        return values.new_zeros(len(self.rows)).index_add_(0, self.inverse, values)
 
-        A row's precision ``L + tau sum_j w_j q_j q_j^T`` is one sparse
-        product of its weights with the other side's ``q_j q_j^T``.
+    def sample_factors(self, other, weighted_residuals, prior_mean, prior_precision, tau,
+                       generator):
+        """Each row's factors from its Gaussian conditional, and that
+        conditional's mean.
+
+        A row's precision ``L + tau sum_j w_j q_j q_j^T`` is a sparse product
+        of its weights with the other side's ``q_j q_j^T`` (and the mean's
+        right-hand side one of its ``w_j r_j`` with ``q_j``), computed for
+        as many rows, and ``q q^T`` columns, at a time as ``_MEMORY`` bytes
+        hold. ``weighted_residuals``: ``w (r - offsets)`` of each rating.
         """
         n_other, k = other.shape
-        outer = (other[:, :, None] * other[:, None, :]).reshape(n_other, k * k)
-        residual = self.weights * (self.values - offsets[self.order])
+        rhs_values = self._summed(weighted_residuals)
         prior_shift = prior_precision @ prior_mean
         out = torch.empty(self.n_rows, k, dtype=other.dtype, device=other.device)
-        indptr = self.indptr.tolist()
-        for start in range(0, self.n_rows, _BLOCK):
-            stop = min(start + _BLOCK, self.n_rows)
-            lo, hi = indptr[start], indptr[stop]
+        means = torch.empty_like(out)
+        itemsize = other.element_size()
+        block = max(1, min(_BLOCK, _MEMORY // (itemsize * k * k)))
+        pairs = torch.triu_indices(k, k, device=other.device)  # q q^T is symmetric
+        chunk = max(1, _MEMORY // (itemsize * n_other))  # q q^T columns at a time
+        for start in range(0, self.n_rows, block):
+            stop = min(start + block, self.n_rows)
+            lo, hi = self.indptr[start], self.indptr[stop]
             index = torch.stack([self.rows[lo:hi] - start, self.cols[lo:hi]])
 
-            def rows(values, index=index, lo=lo, hi=hi, n=stop - start):
+            def rows(values, index=index, n=stop - start):
                 return torch.sparse_coo_tensor(
-                    index, values[lo:hi], size=(n, n_other), is_coalesced=True,
+                    index, values, size=(n, n_other), is_coalesced=True,
                     check_invariants=False,
                 )
 
-            precision = tau * (rows(self.weights) @ outer).view(-1, k, k) + prior_precision
-            rhs = tau * (rows(residual) @ other) + prior_shift
+            weights = rows(self.weights[lo:hi])
+            precision = other.new_empty(stop - start, k, k)
+            for c in range(0, pairs.shape[1], chunk):
+                i, j = pairs[:, c : c + chunk]
+                upper = weights @ (other[:, i] * other[:, j])
+                precision[:, i, j] = upper
+                precision[:, j, i] = upper
+            precision = tau * precision + prior_precision
+            rhs = tau * (rows(rhs_values[lo:hi]) @ other) + prior_shift
             chol = torch.linalg.cholesky(precision)
             mean = torch.cholesky_solve(rhs[:, :, None], chol)[..., 0]
             noise = _randn((stop - start, k, 1), generator, other.dtype)
             # mean + L^-T z has covariance (L L^T)^-1
+            means[start:stop] = mean
             out[start:stop] = mean + torch.linalg.solve_triangular(
                 chol.transpose(1, 2), noise, upper=True
             )[..., 0]
-        return out
+        return out, means
 
-    def sample_bias(self, residual_sum, weight_sum, prior_precision, tau, generator):
+    @staticmethod
+    def sample_bias(residual_sum, weight_sum, prior_precision, tau, generator):
         precision = tau * weight_sum + prior_precision
         mean = tau * residual_sum / precision
-        return mean + _randn(mean.shape, generator, mean.dtype) / precision.sqrt()
+        return mean + _randn(mean.shape, generator, mean.dtype) / precision.sqrt(), mean
 
 
 def _bias_precision(bias, generator):
@@ -159,7 +189,7 @@ def _compress(p, q, rank):
 
 
 def gibbs_factorization(users, items, ratings, weights, n_users, n_items, n_components,
-                        n_burn, n_samples, generator):
+                        n_burn, n_samples, generator, log=None):
     """Posterior mean of Bayesian biased MF by Gibbs sampling.
 
     Parameters
@@ -173,12 +203,15 @@ def gibbs_factorization(users, items, ratings, weights, n_users, n_items, n_comp
         Sweeps discarded, then sweeps averaged.
     generator : torch.Generator
         The source of every draw; its device is where the sampler runs.
+    log : callable, default=None
+        Called with a line of progress after every sweep.
 
     Returns
     -------
     dict
         ``user_factors`` and ``item_factors`` (``(n, n_components)``, the
-        truncated SVD of the posterior mean of ``P Q^T``), ``user_bias``,
+        truncated SVD of the posterior mean of ``P Q^T``, summed over the
+        samples at rank ``4 n_components``), ``user_bias``,
         ``item_bias``, ``global_bias`` (float), ``noise_variance`` (the
         posterior mean of ``1 / tau``), ``train_mse`` (per sweep, the
         weighted mean squared residual of its sample) and ``sweep_seconds``
@@ -186,15 +219,21 @@ def gibbs_factorization(users, items, ratings, weights, n_users, n_items, n_comp
     """
     dtype = torch.float64
     k = n_components
-    total_weight = float(weights.sum())
+    # the weights are relative precisions: scaled to a mean of 1 over the
+    # observed ratings, so that their unit does not matter
+    observed = int((weights > 0).sum())
+    weights = weights * (observed / float(weights.sum()))
+    total_weight = float(observed)
     mu = float((weights * ratings).sum()) / total_weight
     # sampled on the standardised ratings, so that the hyperpriors are
-    # scale-free; the results are scaled back
+    # scale-free; the results are scaled back (equal ratings: a scale far
+    # below theirs, so that the fit stays at their value)
     scale = math.sqrt(float((weights * (ratings - mu) ** 2).sum()) / total_weight)
-    scale = scale if math.isfinite(scale) and scale > 0 else 1.0
+    if not (math.isfinite(scale) and scale > 0):
+        scale = 1e-3 * max(abs(mu), 1.0)
     ratings = (ratings - mu) / scale
-    by_user = _Rows(users, items, ratings, weights, n_users, n_items)
-    by_item = _Rows(items, users, ratings, weights, n_items, n_users)
+    by_user = _Rows(users, items, weights, n_users, n_items)
+    by_item = _Rows(items, users, weights, n_items, n_users)
     user_weight = torch.zeros(n_users, dtype=dtype, device=users.device).index_add_(
         0, users, weights)
     item_weight = torch.zeros(n_items, dtype=dtype, device=users.device).index_add_(
@@ -216,34 +255,42 @@ def gibbs_factorization(users, items, ratings, weights, n_users, n_items, n_comp
         start = time.perf_counter()
         lb_user, lb_item = _bias_precision(b_user, generator), _bias_precision(b_item, generator)
         residual = weights * (ratings - dot - b_item[items])
-        b_user = by_user.sample_bias(
+        b_user, mean_bu = by_user.sample_bias(
             torch.zeros_like(b_user).index_add_(0, users, residual), user_weight, lb_user,
             tau, generator)
         residual = weights * (ratings - dot - b_user[users])
-        b_item = by_item.sample_bias(
+        b_item, mean_bi = by_item.sample_bias(
             torch.zeros_like(b_item).index_add_(0, items, residual), item_weight, lb_item,
             tau, generator)
         mean_p, prec_p = _normal_wishart(p, generator)
         mean_q, prec_q = _normal_wishart(q, generator)
-        offsets = b_user[users] + b_item[items]
-        p = by_user.sample_factors(q, offsets, mean_p, prec_p, tau, generator)
-        q = by_item.sample_factors(p, offsets, mean_q, prec_q, tau, generator)
+        residual = weights * (ratings - b_user[users] - b_item[items])
+        q_before = q
+        p, p_given_q = by_user.sample_factors(q, residual, mean_p, prec_p, tau, generator)
+        q, q_given_p = by_item.sample_factors(p, residual, mean_q, prec_q, tau, generator)
         dot = (p[users] * q[items]).sum(1)
         residual = ratings - b_user[users] - b_item[items] - dot
         squared = float((weights * residual ** 2).sum())
         train_mse.append(squared / total_weight * scale ** 2)
         tau = _gamma(1.0 + total_weight / 2.0, 1.0 + squared / 2.0, generator)
         seconds.append(time.perf_counter() - start)  # float() synchronised the device
+        if log is not None:
+            log(f"sweep {sweep + 1}/{n_burn + n_samples}"
+                f"{' (burn-in)' if sweep < n_burn else ''}: training MSE "
+                f"{train_mse[-1]:.4f}, {seconds[-1]:.2f} s")
         if sweep < n_burn:
             continue
+        # Rao-Blackwellised averages: the conditional means the draws came
+        # from, E[P | Q] Q^T and P E[Q | P]^T (each estimates E[P Q^T]; less
+        # Monte Carlo noise than the draws themselves)
         noise_sum += 1.0 / tau
-        sum_bu += b_user
-        sum_bi += b_item
-        if sum_p is None:
-            sum_p, sum_q = p.clone(), q.clone()
-        else:  # the running sum of P Q^T, kept at rank 2k (it is near rank k)
-            sum_p, sum_q = _compress(torch.cat([sum_p, p], 1), torch.cat([sum_q, q], 1),
-                                     min(2 * k, n_users, n_items))
+        sum_bu += mean_bu
+        sum_bi += mean_bi
+        new_p = torch.cat([0.5 * p_given_q, 0.5 * p], 1)
+        new_q = torch.cat([q_before, q_given_p], 1)
+        if sum_p is not None:  # the running sum of P Q^T, kept at rank 4k (near k)
+            new_p, new_q = torch.cat([sum_p, new_p], 1), torch.cat([sum_q, new_q], 1)
+        sum_p, sum_q = _compress(new_p, new_q, 4 * k)
     user_factors, item_factors = _compress(sum_p * (scale / n_samples), sum_q, k)
     pad = k - user_factors.shape[1]  # fewer ids than components
     if pad > 0:

@@ -640,6 +640,10 @@ def test_gibbs_same_seed_same_model_in_threads(explicit):
     ({"warm_start": True}, "warm_start=True"),
     ({"callbacks": [Callback()]}, "callbacks"),
     ({"optimizer": torch.optim.SGD}, "skorch parameters"),
+    ({"early_stopping": "auto"}, "early_stopping='auto'"),
+    ({"alpha": 0.1}, "alpha=0.1"),
+    ({"learning_rate_init": 0.01}, "learning_rate_init=0.01"),
+    ({"batch_size": 256}, "batch_size=256"),
 ])
 def test_gibbs_refuses_what_it_cannot_honour_and_auto_falls_back(explicit, params, conflict):
     X_tr, _, y_tr, _ = explicit
@@ -664,6 +668,14 @@ def test_gibbs_fold_in_artifact_and_weights(explicit, tmp_path):
     save(mf, tmp_path / "mf.safetensors")
     restored = load(tmp_path / "mf.safetensors")
     np.testing.assert_allclose(restored.transform(R), mf.transform(R), rtol=1e-5, atol=1e-6)
+    # the weights are relative: their scale does not matter
+    for c in (1e-3, 10.0):
+        scaled = MatrixFactorization(max_iter=40, random_state=0).fit(
+            X_tr, y_tr, sample_weight=np.full(len(y_tr), c))
+        np.testing.assert_allclose(scaled.predict(X_te), mf.predict(X_te), rtol=1e-6, atol=1e-6)
+    # a Gibbs fit cannot be continued
+    with pytest.raises(ValueError, match="fitted by the Gibbs sampler"):
+        pickle.loads(pickle.dumps(mf)).set_params(warm_start=True).fit(X_tr, y_tr)
     # the ratings of user 0 weighted 100x: its fitted scores move towards them
     weights = np.where(X_tr["user"] == 0, 100.0, 1.0)
     heavy = MatrixFactorization(max_iter=40, random_state=0).fit(X_tr, y_tr, sample_weight=weights)

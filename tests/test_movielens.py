@@ -44,7 +44,7 @@ def test_explicit_mf_rmse(ml100k):
     """Random 80/20 split of the ratings: RMSE <= 0.905 (tuned Surprise SVD
     0.9132, ``benchmarks/bench_peers.py``).
 
-    Measured 0.9012 with the defaults: Bayesian MF by Gibbs sampling,
+    Measured 0.9011 with the defaults: Bayesian MF by Gibbs sampling,
     10 components, 150 sweeps (chosen on validation splits of ML-100K and
     latest-small; Adam's fit, the former default, measured 0.9154).
     """
