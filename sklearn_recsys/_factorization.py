@@ -23,7 +23,7 @@ from ._docs import fill_doc
 from ._gibbs import gibbs_factorization
 from ._neural import AttributeRegistration, PairRecommender, _same_param
 from ._privacy import DifferentialPrivacy
-from ._training import RecommenderNet, derived_seed
+from ._training import RecommenderNet, derived_seed, fused_adam_params
 from .nn import BiasedMF, HybridCNN, NeuMF, SparseDenseAdam
 
 __all__ = ["CNNRecommender", "MatrixFactorization"]
@@ -432,7 +432,9 @@ class MatrixFactorization(AttributeRegistration, PairRecommender):
     def _optimizer(self, fit):
         if self._sparse_solver(fit.n_users, fit.n_items):
             return SparseDenseAdam, {}
-        return torch.optim.Adam, {}
+        if "optimizer" in self._net_params() or self.differential_privacy is not None:
+            return torch.optim.Adam, {}  # kwargs of the user's optimizer; Opacus's
+        return torch.optim.Adam, fused_adam_params(fit.device)
 
     # Table rows per row a batch touches above which solver="auto" goes sparse:
     # the crossover of the two solvers' epoch times measured on 1 CPU thread

