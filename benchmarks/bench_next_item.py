@@ -64,7 +64,6 @@ import sys
 import time
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 from _harness import (
     Timer,
@@ -78,14 +77,14 @@ from _harness import (
 )
 from bench_peers import (
     ALS_ALPHAS,
-    BPR,
     WARP,
     PeerRecommender,
     _describe,
     _params,
     fit_implicit_als,
+    fit_implicit_bpr,
+    fit_lightfm_warp,
     implicit_topk,
-    masked_topk,
 )
 from threadpoolctl import threadpool_limits
 
@@ -189,44 +188,6 @@ def run_ours(train, test, quick):
         print(f"  {label}: NDCG@10 {s['ndcg@10']:.4f}, HR@10 {s['hr@10']:.4f} "
               f"(fit {t.elapsed:.1f} s)", flush=True)
     return rows
-
-
-def fit_implicit_bpr(adapter, quick):
-    """implicit BPR with ``bench_peers.BPR`` (its ``--quick``: 10 iterations)."""
-    from implicit.bpr import BayesianPersonalizedRanking
-
-    params = dict(BPR, iterations=10 if quick else BPR["iterations"])
-    model = BayesianPersonalizedRanking(random_state=SEED, num_threads=1,
-                                        use_gpu=False, **params)
-    with Timer() as t:
-        model.fit(adapter.user_items, show_progress=False)
-    return model, t, params
-
-
-def fit_lightfm_warp(adapter, quick):
-    """LightFM with ``bench_peers.WARP`` (its ``--quick``: 5 epochs); returns
-    the model, the timer, the settings and a ``topk`` for the adapter."""
-    from lightfm import LightFM
-
-    params = dict(WARP, epochs=5 if quick else WARP["epochs"])
-    model = LightFM(no_components=params["no_components"], loss=params["loss"],
-                    random_state=SEED)
-    interactions = sp.coo_matrix(adapter.user_items)
-    with Timer() as t:
-        model.fit(interactions, epochs=params["epochs"], num_threads=1)
-    n_items = adapter.user_items.shape[1]
-    item_codes = np.arange(n_items, dtype=np.int32)
-
-    def score_fn(codes):
-        out = np.empty((len(codes), n_items), dtype=np.float64)
-        for row, u in enumerate(codes):
-            out[row] = model.predict(int(u), item_codes, num_threads=1)
-        return out
-
-    def topk(codes, k):
-        return masked_topk(score_fn, adapter.user_items, codes, k)
-
-    return model, t, params, topk
 
 
 def _peer_row(model, settings, adapter, test, t, **extra):

@@ -300,6 +300,44 @@ def _describe(d):
     return ", ".join(f"{k}={v}" for k, v in d.items())
 
 
+def fit_implicit_bpr(adapter, quick):
+    """implicit BPR with ``BPR`` (``--quick``: 10 iterations)."""
+    from implicit.bpr import BayesianPersonalizedRanking
+
+    params = dict(BPR, iterations=10 if quick else BPR["iterations"])
+    model = BayesianPersonalizedRanking(random_state=0, num_threads=1,
+                                        use_gpu=False, **params)
+    with Timer() as t:
+        model.fit(adapter.user_items, show_progress=False)
+    return model, t, params
+
+
+def fit_lightfm_warp(adapter, quick):
+    """LightFM with ``WARP`` (``--quick``: 5 epochs); returns the model, the
+    timer, the settings and a ``topk`` for the adapter."""
+    from lightfm import LightFM
+
+    params = dict(WARP, epochs=5 if quick else WARP["epochs"])
+    model = LightFM(no_components=params["no_components"], loss=params["loss"],
+                    random_state=0)
+    interactions = sp.coo_matrix(adapter.user_items)
+    with Timer() as t:
+        model.fit(interactions, epochs=params["epochs"], num_threads=1)
+    n_items = adapter.user_items.shape[1]
+    item_codes = np.arange(n_items, dtype=np.int32)
+
+    def score_fn(codes):
+        out = np.empty((len(codes), n_items), dtype=np.float64)
+        for row, u in enumerate(codes):
+            out[row] = model.predict(int(u), item_codes, num_threads=1)
+        return out
+
+    def topk(codes, k):
+        return masked_topk(score_fn, adapter.user_items, codes, k)
+
+    return model, t, params, topk
+
+
 def fit_implicit_als(adapter, alpha, quick):
     from implicit.als import AlternatingLeastSquares
 
@@ -371,7 +409,7 @@ def run_topn(ml, args, dataset):
     # implicit
     try:
         import implicit
-        from implicit.bpr import BayesianPersonalizedRanking
+        import implicit.bpr  # noqa: F401 (fit_implicit_bpr imports it)
     except ImportError as exc:
         rows.append(dict(model="implicit ALS / BPR", settings="not run",
                          status=f"skipped: cannot import implicit ({exc})"))
@@ -397,11 +435,7 @@ def run_topn(ml, args, dataset):
                          **s, fit_s=t.elapsed, fit_cpu_s=t.cpu, validation=val))
         print(f"  implicit ALS: NDCG@10 {s['ndcg@10']:.4f}", flush=True)
 
-        params = dict(BPR, iterations=10 if args.quick else BPR["iterations"])
-        model = BayesianPersonalizedRanking(random_state=0, num_threads=1,
-                                            use_gpu=False, **params)
-        with Timer() as t:
-            model.fit(adapter.user_items, show_progress=False)
+        model, t, params = fit_implicit_bpr(adapter, args.quick)
         adapter.topk = implicit_topk(model, adapter.user_items)
         s = score_all(adapter, test)
         rows.append(dict(model=f"implicit {v} BayesianPersonalizedRanking",
@@ -412,7 +446,6 @@ def run_topn(ml, args, dataset):
     # LightFM
     try:
         import lightfm
-        from lightfm import LightFM
     except ImportError as exc:
         rows.append(dict(model="LightFM WARP", settings=_describe(WARP),
                          status=f"skipped: cannot import lightfm ({exc}); lightfm "
@@ -420,23 +453,7 @@ def run_topn(ml, args, dataset):
                          "(AttributeError: 'dict' object has no attribute "
                          "'__LIGHTFM_SETUP__'); see benchmarks/README.md"))
     else:
-        params = dict(WARP, epochs=5 if args.quick else WARP["epochs"])
-        model = LightFM(no_components=params["no_components"], loss=params["loss"],
-                        random_state=0)
-        interactions = sp.coo_matrix(adapter.user_items)
-        with Timer() as t:
-            model.fit(interactions, epochs=params["epochs"], num_threads=1)
-        n_items = adapter.user_items.shape[1]
-        item_codes = np.arange(n_items, dtype=np.int32)
-
-        def score_fn(codes):
-            out = np.empty((len(codes), n_items), dtype=np.float64)
-            for row, u in enumerate(codes):
-                out[row] = model.predict(int(u), item_codes, num_threads=1)
-            return out
-
-        adapter.topk = lambda codes, k: masked_topk(score_fn, adapter.user_items,
-                                                    codes, k)
+        model, t, params, adapter.topk = fit_lightfm_warp(adapter, args.quick)
         s = score_all(adapter, test)
         rows.append(dict(model=f"LightFM {lightfm.__version__} WARP",
                          settings=_describe(params), **s, fit_s=t.elapsed,
