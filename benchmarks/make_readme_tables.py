@@ -714,7 +714,8 @@ def _peer_headline_rows(result, label="", popularity=None):
     svd = (f"Surprise SVD {svd:.3f} (default), {svd_tuned:.3f} (tuned)"
            if svd is not None and svd_tuned is not None else "")
     svdpp = _joined([("SVD++", _find(rat, "rmse", "Surprise", "SVD++"))])
-    peers_rmse = "; ".join(x for x in (svd, svdpp) if x)
+    als = _joined([("ALS-WR (tuned)", _find(rat, "rmse", "ALS-WR"))])
+    peers_rmse = "; ".join(x for x in (svd, svdpp, als) if x)
     peers_ndcg = _joined([
         ("LightFM WARP", _find(top, "ndcg@10", "LightFM", "WARP")),
         ("implicit ALS", _find(top, "ndcg@10", "implicit", "AlternatingLeastSquares")),
