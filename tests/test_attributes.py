@@ -170,18 +170,26 @@ def _mf(**kwargs):
     return MatrixFactorization(**{**params, **kwargs})
 
 
-def test_mf_cold_users_from_attributes(grouped):
-    X, users, items = grouped
-    est = _mf(user_attributes=Attributes(users)).fit(X[["user", "item"]])
+def _check_cold_users(est, users):
+    """Users known by their attributes alone joined the model and are
+    recommended their group's items; the same attributes as new users
+    (``recommend(Attributes(...))``) get the same lists. Returns the cold
+    ids and the new users' table."""
     cold = [f"u{g}-{USERS_PER_GROUP - 1}" for g in range(N_GROUPS)]
     assert set(cold) <= set(est.user_ids_)  # attribute-only users joined the model
     ids, scores = est.recommend(cold, k=3)
     assert (_group(ids) == np.arange(N_GROUPS)[:, None]).mean() >= 2 / 3
-    # new users from their attributes alone: as the same attributes at fit
     new = users.loc[cold].set_axis(["n0", "n1", "n2"])
     new_ids, new_scores = est.recommend(Attributes(new), k=3)
     np.testing.assert_array_equal(new_ids, ids)
     np.testing.assert_allclose(new_scores, scores, rtol=1e-5, atol=1e-6)
+    return cold, new
+
+
+def test_mf_cold_users_from_attributes(grouped):
+    X, users, items = grouped
+    est = _mf(user_attributes=Attributes(users)).fit(X[["user", "item"]])
+    cold, new = _check_cold_users(est, users)
     # a model without user attributes refuses them
     plain = _mf(max_iter=2).fit(X[["user", "item"]])
     with pytest.raises(ValueError, match="fitted without user_attributes"):
@@ -379,14 +387,7 @@ def test_sequence_user_attributes(grouped, cls, tmp_path):
     est = cls(embedding_dim=16, max_iter=40, batch_size=8, learning_rate_init=0.02,
               random_state=0, user_attributes=Attributes(users))
     est.fit(X)
-    cold = [f"u{g}-{USERS_PER_GROUP - 1}" for g in range(N_GROUPS)]
-    assert set(cold) <= set(est.user_ids_)  # attribute-only users joined the model
-    ids, scores = est.recommend(cold, k=3)
-    assert (_group(ids) == np.arange(N_GROUPS)[:, None]).mean() >= 2 / 3
-    new = users.loc[cold].set_axis(["n0", "n1", "n2"])
-    new_ids, new_scores = est.recommend(Attributes(new), k=3)
-    np.testing.assert_array_equal(new_ids, ids)
-    np.testing.assert_allclose(new_scores, scores, rtol=1e-5, atol=1e-6)
+    cold, new = _check_cold_users(est, users)
     # a known user's history is read after its own token, a new history
     # after the unknown user's: the same history scores differently
     history = X[X.user == "u0-0"].sort_values("timestamp", kind="stable").item.tolist()
