@@ -76,7 +76,6 @@ from _harness import (
     write_json,
 )
 from bench_peers import (
-    ALS_ALPHAS,
     WARP,
     PeerRecommender,
     _describe,
@@ -85,6 +84,7 @@ from bench_peers import (
     fit_implicit_bpr,
     fit_lightfm_warp,
     implicit_topk,
+    pick_als_alpha,
 )
 from threadpoolctl import threadpool_limits
 
@@ -214,17 +214,8 @@ def run_peers(train, test, quick):
         # split of the training rows (the test items are never looked at)
         inner_idx, valid_idx = next(LeaveLastOut().split(train))
         inner_tr, inner_va = train.iloc[inner_idx], train.iloc[valid_idx]
-        inner = PeerRecommender(inner_tr)
-        val = []
         with Timer() as tv:
-            for alpha in ALS_ALPHAS[:2] if quick else ALS_ALPHAS:
-                model, _, _ = fit_implicit_als(inner, alpha, quick)
-                inner.topk = implicit_topk(model, inner.user_items)
-                val.append({"alpha": alpha,
-                            "val_ndcg": SCORERS["ndcg@10"](inner, inner_va)})
-                print(f"  implicit ALS val alpha={alpha}: {val[-1]['val_ndcg']:.4f}",
-                      flush=True)
-        alpha = max(val, key=lambda d: d["val_ndcg"])["alpha"]
+            alpha, val = pick_als_alpha(inner_tr, inner_va, quick)
         model, t, params = fit_implicit_als(adapter, alpha, quick)
         adapter.topk = implicit_topk(model, adapter.user_items)
         rows.append(_peer_row(

@@ -373,6 +373,20 @@ def _describe(d):
     return ", ".join(f"{k}={v}" for k, v in d.items())
 
 
+def pick_als_alpha(inner_train, inner_valid, quick):
+    """implicit ALS's ``alpha`` among ``ALS_ALPHAS`` (two with ``quick``) by
+    NDCG@10 on ``inner_valid`` after fitting on ``inner_train``; returns it
+    and the validation rows."""
+    inner = PeerRecommender(inner_train)
+    val = []
+    for alpha in ALS_ALPHAS[:2] if quick else ALS_ALPHAS:
+        model, _, _ = fit_implicit_als(inner, alpha, quick)
+        inner.topk = implicit_topk(model, inner.user_items)
+        val.append(dict(alpha=alpha, val_ndcg=SCORERS["ndcg@10"](inner, inner_valid)))
+        print(f"  implicit ALS val alpha={alpha}: {val[-1]['val_ndcg']:.4f}", flush=True)
+    return max(val, key=lambda d: d["val_ndcg"])["alpha"], val
+
+
 def fit_implicit_bpr(adapter, quick):
     """implicit BPR with ``BPR`` (``--quick``: 10 iterations)."""
     from implicit.bpr import BayesianPersonalizedRanking
@@ -490,15 +504,7 @@ def run_topn(ml, args, dataset):
         v = implicit.__version__
         # alpha of ALS: picked on an inner per-user holdout of the training data
         inner_tr, inner_va = implicit_split_table(train)
-        inner = PeerRecommender(inner_tr)
-        val = []
-        for alpha in ALS_ALPHAS[:2] if args.quick else ALS_ALPHAS:
-            model, _, _ = fit_implicit_als(inner, alpha, args.quick)
-            inner.topk = implicit_topk(model, inner.user_items)
-            val.append(dict(alpha=alpha, val_ndcg=SCORERS["ndcg@10"](inner, inner_va)))
-            print(f"  implicit ALS val alpha={alpha}: {val[-1]['val_ndcg']:.4f}",
-                  flush=True)
-        alpha = max(val, key=lambda d: d["val_ndcg"])["alpha"]
+        alpha, val = pick_als_alpha(inner_tr, inner_va, args.quick)
         model, t, params = fit_implicit_als(adapter, alpha, args.quick)
         adapter.topk = implicit_topk(model, adapter.user_items)
         s = score_all(adapter, test)
