@@ -165,7 +165,9 @@ class MatrixFactorization(AttributeRegistration, PairRecommender):
         Attributes of the users (items), keyed by raw id (see
         :class:`Attributes`). A user's factors and bias are then its id's
         plus the weighted sum of the embeddings of its attribute features
-        (LightFM's hybrid representation), and the ids of the table without
+        (LightFM's hybrid representation); ``alpha`` penalises the id part and
+        the attribute part apart, so an id is shrunk towards the vector of
+        its attributes. The ids of the table without
         interactions join the model: they are scored from their attributes
         alone (cold start), recommended to (users) and recommended (items)
         like any other. New users are recommended to from their attributes

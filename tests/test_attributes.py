@@ -238,6 +238,48 @@ def test_without_attributes_the_network_is_unchanged():
     }
 
 
+@pytest.mark.parametrize("train", [True, False])
+def test_attribute_parts_are_penalised_apart(train):
+    # |own|^2 + |attr|^2 per row (a hierarchical prior), not |own + attr|^2
+    module = BiasedMF(3, 4, n_components=2, n_user_features=2, n_item_features=3,
+                      user_feature_width=1, item_feature_width=2)
+    module.user_attributes.set_rows(np.array([[0], [1], [0], [2]]),
+                                    np.ones((4, 1)), has_id=[True] * 3 + [False])
+    module.item_attributes.set_rows(np.array([[0, 1], [2, 3], [1, 3], [0, 2], [3, 3]]),
+                                    np.array([[1, .5], [1, 0], [1, 0], [1, 1], [0, 0]]),
+                                    has_id=[True] * 4 + [False])
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.normal_(generator=generator)
+    module.train(train)
+    users, items, negs = torch.tensor([0, 2]), torch.tensor([1, 3]), torch.tensor([[0], [2]])
+
+    def parts(table, rows, factors, bias, factors_only):
+        own = torch.cat([factors(rows), bias(rows)], -1)
+        attr = table(rows)
+        sl = slice(0, -1) if factors_only else slice(None)
+        return own + attr, (own[..., sl] ** 2).sum(-1) + (attr[..., sl] ** 2).sum(-1)
+
+    u, u_pen = parts(module.user_attributes, users, module.user_factors, module.user_bias,
+                     False)
+    q, q_pen = parts(module.item_attributes, items, module.item_factors, module.item_bias,
+                     False)
+    qn, qn_pen = parts(module.item_attributes, negs, module.item_factors,
+                       module.item_bias, False)
+    pos, neg, penalty = module(users, items, negs)
+    torch.testing.assert_close(
+        pos, (u[:, :-1] * q[:, :-1]).sum(-1) + u[:, -1] + q[:, -1] + module.global_bias)
+    torch.testing.assert_close(penalty, u_pen + q_pen + qn_pen.mean(1))
+    assert not torch.allclose(penalty, (u ** 2).sum(-1) + (q ** 2).sum(-1)
+                              + (qn ** 2).sum(-1).mean(1))
+    # the full-catalogue loss: the mean penalty of every item's factors
+    _, all_pen = parts(module.item_attributes, torch.arange(4), module.item_factors,
+                       module.item_bias, True)
+    _, _, penalty = module(users, targets=torch.zeros(2, 4))
+    torch.testing.assert_close(penalty, u_pen + all_pen.mean())
+
+
 @pytest.mark.parametrize("params", [
     {"loss": "mse"}, {"loss": "bce"}, {"loss": "bpr", "solver": "sparse_adam"},
     {"loss": "sampled_softmax", "n_negatives": 8}, {"loss": "softmax", "id_dropout": 0.5},

@@ -145,15 +145,28 @@ class AttributeEmbedding(nn.Module):
         out = (vectors * weight[..., None].to(vectors.dtype)).sum(-2)
         return out + self.standalone_bias if standalone else out
 
+    def parts(self, rows, own):
+        """``(own, attribute part)`` of ``rows`` (None: all); in training,
+        ``own`` rows are dropped with their ``id_dropout``.
+
+        Their sum is the training representation (:meth:`combined`); the
+        models penalise the two parts apart (see
+        :class:`~sklearn_recsys.nn.BiasedMF`).
+        """
+        if self.training:
+            select = slice(0, -1) if rows is None else rows
+            own = drop_rows(own, self.id_dropout[select])
+        return own, self(rows)
+
     def combined(self, rows, own):
         """``own`` (the ids' vectors) plus the attribute part of ``rows`` (None: all).
 
         In training, ``own`` rows are dropped with their ``id_dropout``; in
         evaluation, rows without an id take their standalone vector.
         """
-        select = slice(0, -1) if rows is None else rows
         if self.training:
-            return drop_rows(own, self.id_dropout[select]) + self(rows)
+            return sum(self.parts(rows, own))
+        select = slice(0, -1) if rows is None else rows
         out = own + self(rows)
         if self.standalone_weight is None:
             return out

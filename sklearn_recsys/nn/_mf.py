@@ -79,6 +79,14 @@ class BiasedMF(LinearItemScorer):
     factors and bias zeroed with probability ``id_dropout[r]`` (a buffer of
     its :class:`~sklearn_recsys.nn.AttributeEmbedding`, zero unless the
     estimator sets it), so that the attribute part learns to score alone.
+
+    With attributes, the L2 penalty of a row is ``|own|^2 + |attr|^2``, its
+    id's own part and its attribute part apart, not the squared norm of
+    their sum. This is a hierarchical prior: an id's vector is shrunk
+    towards the vector of its attributes, which is shrunk towards zero, so
+    ids with few interactions borrow from the others with the same
+    attributes. (A penalty on the sum alone would leave the attribute part
+    free: the ids' own vectors reach any sum without it.)
     """
 
     def __init__(
@@ -142,24 +150,70 @@ class BiasedMF(LinearItemScorer):
         """Rows beyond the id table (registered with attributes only): padding."""
         return torch.where(rows < n_ids, rows, n_ids)
 
+    def _own_users(self, users):
+        ids = self._id_rows(users, self.n_users)
+        return torch.cat([self.user_factors(ids), self.user_bias(ids)], dim=-1)
+
     def user_representation(self, users):
         if self.user_attributes is None:
             return torch.cat([self.user_factors(users), self.user_bias(users)], dim=1)
-        ids = self._id_rows(users, self.n_users)
-        own = torch.cat([self.user_factors(ids), self.user_bias(ids)], dim=-1)
-        return self.user_attributes.combined(users, own)
+        return self.user_attributes.combined(users, self._own_users(users))
+
+    def _own_items(self, items):
+        """The items' own ``[factors, bias]`` (zeros for items registered after fit)."""
+        if items is not None:
+            ids = self._id_rows(items, self.n_items)
+            return torch.cat([self.item_factors(ids), self.item_bias(ids)], dim=-1)
+        n = self.n_items
+        own = torch.cat([self.item_factors.weight[:n], self.item_bias.weight[:n]], 1)
+        if self.n_item_rows > n:
+            own = torch.cat([own, own.new_zeros(self.n_item_rows - n, own.shape[1])])
+        return own
+
+    # Training terms: each returns its parts (own, attribute) too, for the
+    # penalty, computed after the scores (in the order of the model without
+    # attributes, whose floating-point results stay as they were).
+
+    def _user_terms(self, users):
+        """``(u, parts)``: the users' representations and, with attributes,
+        ``(own, attribute part)`` (None without)."""
+        if self.user_attributes is None:
+            return self.user_representation(users), None
+        own, attr = self.user_attributes.parts(users, self._own_users(users))
+        u = own + attr if self.training else self.user_representation(users)
+        return u, (own, attr)
+
+    def _item_terms(self, items=None):
+        """``(q_aug, offset, parts)``, as :meth:`_user_terms` for items."""
+        if self.item_attributes is None:
+            return (*self.item_linear_terms(items), None)
+        own, attr = self.item_attributes.parts(items, self._own_items(items))
+        if not self.training:
+            return (*self.item_linear_terms(items), (own, attr))
+        q_b = own + attr
+        return (*augmented(q_b[..., :-1], q_b[..., -1], self.global_bias), (own, attr))
+
+    @staticmethod
+    def _user_penalty(u, parts):
+        """Squared norm of each user's representation; with attributes, of
+        its own and attribute parts apart (see the class notes)."""
+        if parts is None:
+            return (u * u).sum(-1)
+        own, attr = parts
+        return (own * own).sum(-1) + (attr * attr).sum(-1)
+
+    def _item_penalty(self, q_aug, offset, parts):
+        """``(factors, bias)``: the squared norms of each item's factors and
+        bias; with attributes, of the own and attribute parts apart."""
+        if parts is None:
+            return (q_aug[..., :-1] ** 2).sum(-1), offset.sub(self.global_bias).pow(2)
+        own, attr = parts
+        squares = own * own + attr * attr
+        return squares[..., :-1].sum(-1), squares[..., -1]
 
     def _item_side(self, items=None):
         if self.item_attributes is not None:
-            if items is None:  # the tables' rows, zeros for items registered after fit
-                n = self.n_items
-                own = torch.cat([self.item_factors.weight[:n], self.item_bias.weight[:n]], 1)
-                if self.n_item_rows > n:
-                    own = torch.cat([own, own.new_zeros(self.n_item_rows - n, own.shape[1])])
-            else:
-                ids = self._id_rows(items, self.n_items)
-                own = torch.cat([self.item_factors(ids), self.item_bias(ids)], dim=-1)
-            q_b = self.item_attributes.combined(items, own)
+            q_b = self.item_attributes.combined(items, self._own_items(items))
             return q_b[..., :-1], q_b[..., -1]
         if items is None:
             q = self.item_factors.weight[: self.n_items]
@@ -205,39 +259,38 @@ class BiasedMF(LinearItemScorer):
         penalty ``|p_u|^2`` plus the ``shared_weights``-weighted mean squared
         norm of the sampled items (an estimate of the catalogue's mean).
         """
-        u = self.user_representation(users)
+        u, u_parts = self._user_terms(users)
         if pos_items is not None:  # whole users against a shared sample
             sample = shared_items[0]
             q_aug, offset = self.item_linear_terms(pos_items)
             pos = (u[:, None, :] * q_aug).sum(-1) + offset
-            qs_aug, offset_s = self.item_linear_terms(sample)
+            qs_aug, offset_s, s_parts = self._item_terms(sample)
             neg = torch.addmm(offset_s[None, :], u, qs_aug.T)
-            item_norms = (qs_aug[:, :-1] ** 2).sum(-1)
+            item_norms = self._item_penalty(qs_aug, offset_s, s_parts)[0]
             item_penalty = (
                 item_norms.mean() if shared_weights is None
                 else (item_norms * shared_weights[0]).sum()
             )
-            penalty = (u * u).sum(-1) + item_penalty
+            penalty = self._user_penalty(u, u_parts) + item_penalty
             return pos, neg, penalty, pos_items, pos_values, sample
         if targets is not None:
-            q_aug, offset = self.item_linear_terms()
+            q_aug, offset, q_parts = self._item_terms()
             if self.training and self.item_attributes is not None:
                 offset = self.item_attributes.mask_untrained(offset)
             scores = torch.addmm(offset[None, :], u, q_aug.T)
-            penalty = (u * u).sum(-1) + (q_aug[:, :-1] ** 2).sum(-1).mean()
+            penalty = (self._user_penalty(u, u_parts)
+                       + self._item_penalty(q_aug, offset, q_parts)[0].mean())
             return scores, targets, penalty
-        q_aug, offset = self.item_linear_terms(items)
+        q_aug, offset, q_parts = self._item_terms(items)
         pos = (u * q_aug).sum(-1) + offset
-        penalty = (u * u).sum(-1) + (q_aug[:, :-1] ** 2).sum(-1) + offset.sub(
-            self.global_bias
-        ).pow(2)
+        factors, bias = self._item_penalty(q_aug, offset, q_parts)
+        penalty = self._user_penalty(u, u_parts) + factors + bias
         neg = None
         if neg_items is not None:
-            qn_aug, offset_n = self.item_linear_terms(neg_items)
+            qn_aug, offset_n, n_parts = self._item_terms(neg_items)
             neg = (u[:, None, :] * qn_aug).sum(-1) + offset_n
-            penalty = penalty + (
-                (qn_aug[..., :-1] ** 2).sum(-1) + offset_n.sub(self.global_bias).pow(2)
-            ).mean(dim=1)
+            factors, bias = self._item_penalty(qn_aug, offset_n, n_parts)
+            penalty = penalty + (factors + bias).mean(dim=1)
         return pos, neg, penalty
 
     def user_embeddings(self):
