@@ -451,6 +451,15 @@ def attributes():
                                          ("fit", "fit wall (s)")]))
     else:
         out.append(missing.format("cold-users"))
+    if d.get("cold_users_splits"):
+        rows = [dict(model=r["model"], ndcg=f"{r['ndcg']:.4f} ± {r['ndcg_std']:.4f}",
+                     per_split=", ".join(f"{x:.4f}" for x in r["ndcg_per_split"]))
+                for r in d["cold_users_splits"]]
+        n = d["cold_users_splits"][0]["splits"]
+        out += ["", f"Cold-start users over the held-out users of seeds 0-{n - 1} "
+                "(`--section cold-users-splits`; the first is the split above):", "",
+                markdown_table(rows, [("model", "model"), ("ndcg", "NDCG@10 (mean ± std)"),
+                                      ("per_split", "NDCG@10 per split")])]
     variants = list(d.get("cold_items") or {})
     names = {v: _VARIANT_NAMES.get(v, v) for v in variants}
     by_model = {}
@@ -873,12 +882,20 @@ def _attribute_headline_rows(d):
             for prefix in ("MF", "LightFM", "Random")}
     random_ = " / ".join(f"{r['ndcg']:.3f}" for r in best["Random"])
     lightfm = _best(users, "LightFM")
+    ours = (f"MF softmax + user attributes "
+            f"{_pick(users, 'MF softmax + user attributes', 'ndcg'):.3f}")
+    peers = _joined([("Popularity", _pick(users, "Popularity", "ndcg")),
+                     (lightfm["model"], lightfm["ndcg"])])
+    splits = d.get("cold_users_splits")
+    if splits:  # the same models' means over several held-out splits
+        n = splits[0]["splits"]
+        lightfm_splits = _best(splits, "LightFM")
+        ours += (f" (mean of {n} splits "
+                 f"{_pick(splits, 'MF softmax + user attributes', 'ndcg'):.3f})")
+        peers += (f" (mean of {n} splits: {_pick(splits, 'Popularity', 'ndcg'):.3f}, "
+                  f"{lightfm_splits['ndcg']:.3f})")
     return [
-        dict(task="cold-start users (attributes), NDCG@10",
-             ours=f"MF softmax + user attributes "
-             f"{_pick(users, 'MF softmax + user attributes', 'ndcg'):.3f}",
-             peers=_joined([("Popularity", _pick(users, "Popularity", "ndcg")),
-                            (lightfm["model"], lightfm["ndcg"])])),
+        dict(task="cold-start users (attributes), NDCG@10", ours=ours, peers=peers),
         dict(task="cold-start items (attributes), NDCG@10, "
              + " / ".join(_VARIANT_NAMES.get(v, v) for v in variants),
              ours=_per_dataset(best["MF"]),
