@@ -165,7 +165,8 @@ class AttributeEmbedding(nn.Module):
         evaluation, rows without an id take their standalone vector.
         """
         if self.training:
-            return sum(self.parts(rows, own))
+            own, attributes = self.parts(rows, own)
+            return own + attributes
         select = slice(0, -1) if rows is None else rows
         out = own + self(rows)
         if self.standalone_weight is None:
